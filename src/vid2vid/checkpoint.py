@@ -1,0 +1,80 @@
+"""Our checkpoint format: a folder with model.safetensors (weights) and model.json (config).
+
+What runs is the code in the checkout; a checkpoint only holds numbers and settings, so
+loading it never executes anything. Files are written to a temporary name and renamed, so a
+crash never leaves a half-written file under the real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+
+FORMAT_VERSION = 1
+MODELS = {"fs_vid2vid": (FewShotConfig, FewShotGenerator)}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; the message names the file and the problem."""
+
+
+def model_kind(model: torch.nn.Module) -> str:
+    for kind, (_, cls) in MODELS.items():
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"no checkpoint format for {type(model).__name__}")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp_path to path (same folder, so the rename is atomic)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_generator(model: torch.nn.Module, folder: str | Path, overwrite: bool = False) -> Path:
+    folder = Path(folder)
+    weights, meta = folder / "model.safetensors", folder / "model.json"
+    if not overwrite and (weights.exists() or meta.exists()):
+        raise FileExistsError(f"{folder}: already holds a model (use --overwrite to replace it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {"format_version": FORMAT_VERSION, "model": model_kind(model), "config": model.cfg.to_dict()}
+    atomic_write(weights, lambda tmp: save_model(model, tmp))
+    atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    return folder
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a generator saved by save_generator (a folder, or its model.json / model.safetensors)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    meta, weights = folder / "model.json", folder / "model.safetensors"
+    for needed in (meta, weights):
+        if not needed.is_file():
+            raise CheckpointError(f"{needed}: missing (a checkpoint folder holds model.json and model.safetensors)")
+    try:
+        info = json.loads(meta.read_text())
+        config_cls, model_cls = MODELS[info["model"]]
+        cfg = config_cls.from_dict(info["config"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{meta}: not a vid2vid model description ({exc})") from None
+    model = model_cls(cfg)
+    try:
+        load_model(model, weights, device=str(device))
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{weights}: does not hold this model's weights ({first})") from None
+    return model.to(device).eval()

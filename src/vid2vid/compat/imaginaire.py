@@ -1,0 +1,228 @@
+"""NVIDIA imaginaire configs and checkpoints -> our generators.
+
+The translation of parameter names is one explicit table of rules (imaginaire module path ->
+ours); every parameter of our model must be filled exactly once and every checkpoint entry
+used, otherwise loading fails with one error that names what did not fit.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import yaml
+
+from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or config that does not fit; the message names the file and the problem."""
+
+
+def _get(node: dict | None, path: str, default=None):
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _channels_of(data_cfg: dict, names: list[str]) -> int:
+    total = 0
+    one_hot = data_cfg.get("one_hot_num_classes") or {}
+    for entry in data_cfg.get("input_types", []):
+        for name, spec in entry.items():
+            if name not in names:
+                continue
+            if name in one_hot:
+                total += one_hot[name] + (1 if data_cfg.get("use_dont_care", False) else 0)
+            else:
+                total += spec["num_channels"]
+    return total
+
+
+def few_shot_config(cfg: dict) -> FewShotConfig:
+    """Translate an imaginaire fs_vid2vid YAML (as a dict) into our generator config."""
+    gen, data = cfg["gen"], cfg["data"]
+    flow = gen.get("flow", {})
+    hyper = gen.get("hyper", {})
+    multi = flow.get("multi_spade_combine", {})
+    num_filters = gen.get("num_filters", 32)
+    num_down = gen.get("num_downsamples", 5)
+    for part in ("embed", "flow", "flow.multi_spade_combine.embed"):
+        if _get(gen, f"{part}.num_filters", 32) != num_filters:
+            raise ValueError(f"gen.{part}.num_filters must equal gen.num_filters ({num_filters})")
+    for path, wanted in (("hyper.is_hyper_spade", True), ("hyper.is_hyper_embed", True),
+                         ("hyper.is_hyper_conv", False)):
+        if bool(_get(gen, path, wanted)) != wanted:
+            raise ValueError(f"gen.{path}: only {wanted} is supported")
+    num_hyper = hyper.get("num_hyper_layers", 4)
+    pose_cfg = data.get("for_pose_dataset")
+    label_channels = _channels_of(data, data.get("input_labels", [])) or data.get("label_channels", 1)
+    return FewShotConfig(
+        label_channels=label_channels,
+        image_channels=_channels_of(data, data.get("input_image", ["images"])) or 3,
+        num_filters=num_filters,
+        max_filters=gen.get("max_num_filters", 1024),
+        num_downsamples=num_down,
+        kernel_size=gen.get("kernel_size", 3),
+        spade_kernel_size=_get(gen, "activation_norm_params.kernel_size", 1),
+        # The reference builds its reference encoders with the SPADE kernel size.
+        reference_kernel_size=_get(gen, "activation_norm_params.kernel_size", 1),
+        num_generated_layers=num_down if num_hyper == -1 else num_hyper,
+        num_fc_layers=hyper.get("num_fc_layers", 2),
+        reference_label_mode="mul" if "mul" in hyper.get("method_to_use_ref_labels", "mul") else "concat",
+        attention=data.get("initial_few_shot_K", 1) > 1,
+        attention_downsamples=_get(hyper, "attention.num_downsamples", 2),
+        num_multi_spade_layers=multi.get("num_layers", 3),
+        warp_reference=flow.get("warp_ref", True),
+        num_prev_frames=data.get("num_frames_G", 2) - 1,
+        separate_prev_flow=flow.get("sep_prev_flow", False),
+        separate_prev_embedding=_get(multi, "embed.sep_warp_embed", False),
+        flow_num_downsamples=flow.get("num_downsamples", 3),
+        flow_res_blocks=flow.get("num_blocks", 6),  # the reference ignores 'num_res_blocks'
+        flow_multiplier=float(flow.get("flow_output_multiplier", 20)),
+        pose_type=None if pose_cfg is None else pose_cfg.get("pose_type", "both"),
+        remove_face_labels=bool(pose_cfg and pose_cfg.get("remove_face_labels", False)),
+        generate_raw_output=flow.get("generate_raw_output", False),
+    )
+
+
+def _flow(m: re.Match) -> str:
+    return {"ref": "flow_network_ref", "temp": "flow_network_prev"}[m.group(1)]
+
+
+_HEADS = {"0": "conv_0", "1": "conv_1", "s": "shortcut", "e": "embed"}
+
+# (imaginaire module path, ours), applied in order, first match wins.
+FEW_SHOT_RULES: list[tuple[str, object]] = [
+    (r"^weight_generator\.ref_img_first\.layers\.", "weight_generator.image_encoder.first."),
+    (r"^weight_generator\.ref_img_(down|up)_(\d+)\.layers\.", r"weight_generator.image_encoder.\1.\2."),
+    (r"^weight_generator\.ref_label_first\.layers\.", "weight_generator.label_encoder.first."),
+    (r"^weight_generator\.ref_label_(down|up)_(\d+)\.layers\.", r"weight_generator.label_encoder.\1.\2."),
+    (r"^weight_generator\.attention_module\.atn_(query|key)_first\.layers\.", r"weight_generator.attention.\1.0."),
+    (r"^weight_generator\.attention_module\.atn_(query|key)_(\d+)\.layers\.",
+     lambda m: f"weight_generator.attention.{m.group(1)}.{int(m.group(2)) + 1}."),
+    (r"^weight_generator\.fc_spade_(0|1|s|e)_(\d+)\.(\d+)\.layers\.conv\.",
+     lambda m: f"weight_generator.heads.{m.group(2)}.{_HEADS[m.group(1)]}.{m.group(3)}.linear."),
+    (r"^(weight_generator\.label_embedding|ref_image_embedding|prev_image_embedding)\.conv_first\.layers\.",
+     r"\1.first."),
+    (r"^(weight_generator\.label_embedding|ref_image_embedding|prev_image_embedding)\.(down|up)_(\d+)\.layers\.",
+     r"\1.\2.\3."),
+    (r"^up_(\d+)\.conv_block_(0|1|s)\.layers\.conv\.", r"decoder.\1.conv_\2."),
+    (r"^up_(\d+)\.conv_block_(0|1|s)\.layers\.norm\.mlps\.(\d+)\.0\.layers\.conv\.",
+     r"decoder.\1.norm_\2.projections.\3."),
+    (r"^conv_img\.layers\.conv\.", "to_image."),
+    (r"^flow_network_(ref|temp)\.down_flow\.(\d+)\.layers\.", lambda m: f"{_flow(m)}.down.{m.group(2)}."),
+    (r"^flow_network_(ref|temp)\.res_flow\.(\d+)\.conv_block_(0|1)\.layers\.(conv|norm)\.",
+     lambda m: f"{_flow(m)}.res.{m.group(2)}.{m.group(4)}_{m.group(3)}."),
+    # imaginaire interleaves Upsample modules: its up_flow.1, .3, .5 are our up.0, .1, .2
+    (r"^flow_network_(ref|temp)\.up_flow\.(\d+)\.layers\.",
+     lambda m: f"{_flow(m)}.up.{(int(m.group(2)) - 1) // 2}."),
+    (r"^flow_network_(ref|temp)\.conv_flow\.0\.layers\.", lambda m: f"{_flow(m)}.flow_head."),
+    (r"^flow_network_(ref|temp)\.conv_mask\.0\.layers\.", lambda m: f"{_flow(m)}.mask_head."),
+]
+
+_LEAVES = {
+    "weight_orig": "parametrizations.weight.original",
+    "weight_u": "parametrizations.weight.0._u",
+    "weight_v": "parametrizations.weight.0._v",
+}
+
+
+def translate_key(key: str, rules) -> str | None:
+    """imaginaire parameter name -> ours, or None where no rule applies."""
+    module, _, leaf = key.rpartition(".")
+    module += "."
+    for pattern, replacement in rules:
+        new, n = re.subn(pattern, replacement, module)
+        if n:
+            return new + _LEAVES.get(leaf, leaf)
+    return None
+
+
+_PREFIXES = ("module.averaged_model.", "module.module.", "module.")
+
+
+def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """A generator state dict from an imaginaire checkpoint (full, `net_G`, or bare).
+
+    Prefers the EMA generator (`module.averaged_model.*`) where present and use_ema is set.
+    """
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except Exception as exc:  # unpickling refused or corrupt file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(raw).__name__}")
+    state = raw.get("net_G", raw)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: 'net_G' is not a state dict")
+    order = _PREFIXES if use_ema else _PREFIXES[1:]
+    for prefix in order:
+        picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if picked:
+            return picked
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def convert_state_dict(source: dict[str, torch.Tensor], model: torch.nn.Module, rules,
+                       origin: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Map every source entry onto the model's names; raise CheckpointError naming what did not fit."""
+    target = model.state_dict()
+    converted: dict[str, torch.Tensor] = {}
+    unexpected, mismatched = [], []
+    for key, value in source.items():
+        ours = translate_key(key, rules)
+        if ours is None or ours not in target:
+            unexpected.append(key)
+        elif tuple(value.shape) != tuple(target[ours].shape):
+            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target[ours].shape)}")
+        elif ours in converted and not torch.equal(converted[ours], value):
+            mismatched.append(f"{key} differs from the module it shares ({ours})")
+        else:
+            converted[ours] = value
+    missing = [k for k in target if k not in converted]
+    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected] + \
+               [f"shape {k}" for k in mismatched]
+    if problems:
+        shown = "; ".join(problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise CheckpointError(f"{origin}: does not fit the configured generator: {shown}{more}")
+    return converted
+
+
+def load_config(config_path: str | Path) -> dict:
+    config_path = Path(config_path)
+    try:
+        cfg = yaml.safe_load(config_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{config_path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{config_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(cfg, dict) or "gen" not in cfg or "data" not in cfg:
+        raise CheckpointError(f"{config_path}: not an imaginaire config (needs 'gen' and 'data')")
+    return cfg
+
+
+def load_generator(ckpt_path: str | Path, config_path: str | Path, use_ema: bool = True) -> torch.nn.Module:
+    """Our generator, in eval mode, with the weights of an imaginaire checkpoint."""
+    cfg = load_config(config_path)
+    gen_type = str(_get(cfg, "gen.type", ""))
+    if not gen_type.endswith("fs_vid2vid"):
+        raise CheckpointError(f"{config_path}: unsupported generator type {gen_type!r}")
+    try:
+        model_cfg = few_shot_config(cfg)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: {exc}") from None
+    source = read_state_dict(ckpt_path, use_ema=use_ema)
+    # EMA checkpoints store weights with spectral norm already divided out.
+    model_cfg.spectral_norm = any(k.endswith("weight_orig") for k in source)
+    model = FewShotGenerator(model_cfg)
+    model.load_state_dict(convert_state_dict(source, model, FEW_SHOT_RULES, origin=str(ckpt_path)))
+    return model.eval()

@@ -1,0 +1,415 @@
+"""Few-shot vid2vid generator (Wang et al. 2019), computing what NVIDIA imaginaire's
+`fs_vid2vid` generator computes.
+
+A weight generator encodes K reference images and their labels; attention over all reference
+positions merges the K encodings into one (and picks the reference most attended to). Small
+MLPs turn the merged encodings into the weights of the SPADE layers of the finest decoder
+levels and of the label embedding's finest decoder convs. The image decoder starts from the
+reference bottleneck and is modulated by the embedded target label and, at the two finest
+levels, by the reference and the previous output warped onto the target by a flow network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vid2vid.models.embedding import LabelEmbedding
+from vid2vid.models.flow import FlowNetwork
+from vid2vid.nn.blocks import LEAKY_SLOPE, ConvBlock, LinearBlock, channels_per_level, upsample2x
+from vid2vid.nn.spade import SPADEResBlock
+from vid2vid.nn.warp import warp
+
+
+@dataclass
+class FewShotConfig:
+    """Sizes and switches of the few-shot generator; defaults are the official dancing model."""
+
+    label_channels: int = 6          # channels of the label maps given to forward()
+    image_channels: int = 3
+    num_filters: int = 32
+    max_filters: int = 1024
+    num_downsamples: int = 5
+    kernel_size: int = 3
+    spade_kernel_size: int = 1
+    reference_kernel_size: int = 1   # the reference/attention encoders use 1x1 convolutions
+    num_generated_layers: int = 4    # finest decoder levels whose SPADE weights are generated
+    num_fc_layers: int = 2           # hidden layers of each weight-generating MLP
+    reference_label_mode: str = "mul"  # "mul": label-softmax-weighted image features; "concat"
+    attention: bool = True           # attention over K > 1 references (K = 1 models lack it)
+    attention_downsamples: int = 2   # encoder level at which K references are merged
+    reference_label_norm_eps: float = 0.1  # the reference sets it on the ref-label encoder norms
+    num_multi_spade_layers: int = 2  # finest levels that also take the warped ref / previous frame
+    warp_reference: bool = True
+    num_prev_frames: int = 1
+    separate_prev_flow: bool = False       # otherwise one flow network serves ref and previous
+    separate_prev_embedding: bool = True
+    flow_num_downsamples: int = 3
+    flow_res_blocks: int = 6
+    flow_multiplier: float = 20.0
+    pose_type: str | None = "both"   # None (not pose data), "both" (DensePose+OpenPose), "open"
+    remove_face_labels: bool = True  # blank DensePose face parts in target and previous labels
+    generate_raw_output: bool = False
+    spectral_norm: bool = True
+
+    def __post_init__(self):
+        if self.reference_label_mode not in ("mul", "concat"):
+            raise ValueError(f"reference_label_mode must be 'mul' or 'concat', got {self.reference_label_mode!r}")
+        if self.pose_type not in (None, "both", "open"):
+            raise ValueError(f"pose_type must be None, 'both' or 'open', got {self.pose_type!r}")
+        ch = self.channels
+        for i in range(self.num_generated_layers):
+            if ch[i + 1] < ch[i]:
+                raise ValueError("generated layers need non-decreasing widths")
+
+    @property
+    def channels(self) -> list[int]:
+        """Decoder widths per level, finest first, plus one level past the bottleneck."""
+        cap = min(self.max_filters, self.num_filters * 2 ** self.num_downsamples)
+        return channels_per_level(self.num_filters, cap, self.num_downsamples + 2)
+
+    @property
+    def network_label_channels(self) -> int:
+        return self.label_channels - 3 if self.pose_type == "open" else self.label_channels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FewShotConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown few-shot generator settings: {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class FrameOutput(Mapping):
+    """One generated frame. Field names are the reference's output names; lists hold
+    [reference, previous] entries, None where that branch did not run."""
+
+    fake_images: torch.Tensor                         # (B, 3, H, W) in (-1, 1)
+    fake_flow_maps: list[torch.Tensor | None]         # (B, 2, H, W) in pixels
+    fake_occlusion_masks: list[torch.Tensor | None]   # (B, 1, H, W) in (0, 1)
+    warped_images: list[torch.Tensor | None]          # (B, 3, H, W)
+    fake_raw_images: torch.Tensor | None              # image without the warped inputs
+    attention_visualization: torch.Tensor | None      # (1, 1, H/4, W/4): last sample, first ref
+    ref_idx: torch.Tensor | None                      # (B,) most attended reference (K > 1)
+    attention: torch.Tensor | None = None             # (B, K, H/4, W/4) attention per reference
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def __iter__(self):
+        return (f.name for f in fields(self))
+
+    def __len__(self):
+        return len(fields(self))
+
+
+def face_mask(part_index_channel: torch.Tensor) -> torch.Tensor:
+    """1 where the DensePose part index (encoded p/24*2-1) is a face part (23 or 24)."""
+    part = (part_index_channel / 2 + 0.5) * 24
+    return ((part - 23).abs() < 0.1) | ((part - 24).abs() < 0.1)
+
+
+def remove_face_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Set DensePose channels 0-2 to -1 on face parts; labels (..., C, H, W), C >= 3."""
+    mask = face_mask(labels[..., 2:3, :, :]).to(labels.dtype)
+    densepose = labels[..., :3, :, :] * (1 - mask) - mask
+    return torch.cat([densepose, labels[..., 3:, :, :]], dim=-3)
+
+
+def pick_reference(refs: torch.Tensor, ref_idx: torch.Tensor | None) -> torch.Tensor:
+    """refs (B, K, C, H, W) -> (B, C, H, W): the reference ref_idx[b] of each sample (0 if None)."""
+    if ref_idx is None:
+        return refs[:, 0]
+    return refs[torch.arange(refs.shape[0], device=refs.device), ref_idx]
+
+
+class ReferenceEncoder(nn.Module):
+    """1x1 conv blocks: a stem, stride-2 downsamplers and the upsamplers' channel reducers."""
+
+    def __init__(self, in_channels: int, channels: list[int], num_downsamples: int, kernel_size: int,
+                 norm_eps: float, spectral: bool):
+        super().__init__()
+
+        def block(c_in, c_out, stride=1):
+            return ConvBlock(c_in, c_out, kernel_size, stride, norm=True, norm_eps=norm_eps,
+                             spectral=spectral)
+
+        self.first = block(in_channels, channels[0])
+        self.down = nn.ModuleList([block(channels[i], channels[i + 1], 2) for i in range(num_downsamples)])
+        self.up = nn.ModuleList([block(channels[i + 1], channels[i]) for i in range(num_downsamples)])
+
+
+class ReferenceAttention(nn.Module):
+    """Attention of each target position over all positions of all K references."""
+
+    def __init__(self, label_channels: int, channels: list[int], num_downsamples: int,
+                 kernel_size: int, spectral: bool):
+        super().__init__()
+
+        def encoder():
+            blocks = [ConvBlock(label_channels, channels[0], kernel_size, norm=True, spectral=spectral)]
+            blocks += [ConvBlock(channels[i], channels[i + 1], kernel_size, 2, norm=True, spectral=spectral)
+                       for i in range(num_downsamples)]
+            return nn.Sequential(*blocks)
+
+        self.query = encoder()
+        self.key = encoder()
+
+    def forward(self, label: torch.Tensor, ref_labels: torch.Tensor, k: int) -> torch.Tensor:
+        """label (B, C, H, W), ref_labels (B*K, C, H, W) -> attention (B, K*h*w, h*w), summing to
+        one over the K*h*w reference positions for every target position."""
+        key = self.key(ref_labels)
+        bk, c, h, w = key.shape
+        key = key.view(bk // k, k, c, h * w).permute(0, 1, 3, 2).reshape(bk // k, k * h * w, c)
+        query = self.query(label).flatten(2)  # (B, c, h*w)
+        return torch.softmax(torch.bmm(key, query), dim=1)
+
+
+def merge_references(features: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
+    """features (B*K, C, h, w) -> (B, C, h, w), each target position an attention-weighted sum."""
+    bk, c, h, w = features.shape
+    flat = features.view(bk // k, k, c, h * w).permute(0, 2, 1, 3).reshape(bk // k, c, k * h * w)
+    return torch.bmm(flat, attention).view(bk // k, c, h, w)
+
+
+def weight_mlp(in_features: int, hidden: int, out_features: int, num_layers: int, spectral: bool) -> nn.Sequential:
+    layers = [LinearBlock(in_features, hidden, spectral=spectral)]
+    layers += [LinearBlock(hidden, hidden, spectral=spectral) for _ in range(num_layers - 1)]
+    layers += [LinearBlock(hidden, out_features, act=None, spectral=spectral)]
+    return nn.Sequential(*layers)
+
+
+def split_weight_bias(flat: torch.Tensor, weight_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """flat (B, N) -> weight (B, *weight_shape) from the first entries, bias (B, weight_shape[0])
+    from the entries right after them (the reference's layout)."""
+    n_weight = 1
+    for s in weight_shape:
+        n_weight *= s
+    weight = flat[:, :n_weight].reshape(flat.shape[0], *weight_shape)
+    bias = flat[:, n_weight:n_weight + weight_shape[0]]
+    return weight, bias
+
+
+class WeightGenerator(nn.Module):
+    """References -> bottleneck features, generated weights, embedded target label, attention."""
+
+    def __init__(self, cfg: FewShotConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        label_ch = cfg.network_label_channels
+        ks, sn = cfg.reference_kernel_size, cfg.spectral_norm
+        self.mul_labels = cfg.reference_label_mode == "mul"
+        image_in = cfg.image_channels + (0 if self.mul_labels else label_ch)
+        self.image_encoder = ReferenceEncoder(image_in, ch, cfg.num_downsamples, ks, 1e-5, sn)
+        if self.mul_labels:
+            self.label_encoder = ReferenceEncoder(label_ch, ch, cfg.num_downsamples, ks,
+                                                  cfg.reference_label_norm_eps, sn)
+        if cfg.attention:
+            self.attention = ReferenceAttention(label_ch, ch, cfg.attention_downsamples, ks, sn)
+
+        spade_ks2 = cfg.spade_kernel_size ** 2
+        self.heads = nn.ModuleList()
+        for i in range(cfg.num_generated_layers):
+            c_in, c_out = ch[i], ch[i + 1]
+            spade_in = ch[i]  # the label embedding's width at level i
+            fc_in = c_out if self.mul_labels else 32 * 32
+            outputs = {
+                "conv_0": (spade_in * spade_ks2 + 1) * 2,
+                "conv_1": (spade_in * spade_ks2 + 1) * (1 if c_in != c_out else 2),
+                "shortcut": (spade_in * spade_ks2 + 1) * 2,
+                "embed": c_in * cfg.kernel_size ** 2 + 1,
+            }
+            self.heads.append(nn.ModuleDict({
+                name: weight_mlp(fc_in, c_out, n, cfg.num_fc_layers, sn) for name, n in outputs.items()}))
+
+        self.label_embedding = LabelEmbedding(
+            label_ch, num_filters=cfg.num_filters, max_filters=ch[-1], num_downsamples=cfg.num_downsamples,
+            kernel_size=cfg.kernel_size, num_generated=cfg.num_generated_layers, spectral=sn)
+        self.reset()
+
+    def reset(self):
+        self.cached = None
+
+    def encode_references(self, ref_images: torch.Tensor, ref_labels: torch.Tensor, label: torch.Tensor):
+        """Returns bottleneck (B, C, h, w), per-level (B, rows, features) inputs of the weight
+        MLPs (finest first), attention per reference (B, K, H/4, W/4) and ref_idx, or Nones for K = 1."""
+        b, k = ref_images.shape[:2]
+        if k > 1 and not self.cfg.attention:
+            raise ValueError(f"this generator was built for one reference image (no attention), got K={k}")
+        images = ref_images.flatten(0, 1)
+        labels = ref_labels.flatten(0, 1)
+        enc_i, enc_l = self.image_encoder, getattr(self, "label_encoder", None)
+        x = enc_i.first(images if self.mul_labels else torch.cat([images, labels], dim=1))
+        x_label = enc_l.first(labels) if self.mul_labels else None
+        attention_map = ref_idx = None
+        for i in range(self.cfg.num_downsamples):
+            x = enc_i.down[i](x)
+            if self.mul_labels:
+                x_label = enc_l.down[i](x_label)
+            if k > 1 and i == self.cfg.attention_downsamples - 1:
+                attention = self.attention(label, labels, k)  # (B, K*h*w, h*w)
+                x = merge_references(x, attention, k)
+                if self.mul_labels:
+                    x_label = merge_references(x_label, attention, k)
+                h, w = x.shape[-2:]
+                attention_map = attention.view(b, k, h * w, h * w).sum(2).view(b, k, h, w)
+                ref_idx = attention.view(b, k, -1).sum(2).argmax(dim=1)
+
+        image_levels = [x]
+        label_levels = [x_label]
+        for i in reversed(range(self.cfg.num_downsamples)):
+            image_levels.insert(0, enc_i.up[i](image_levels[0]))
+            if self.mul_labels:
+                label_levels.insert(0, enc_l.up[i](label_levels[0]))
+        if self.mul_labels:
+            # (B, C, C): image channels x label channels, label features softmaxed over channels.
+            mlp_inputs = [torch.bmm(img.flatten(2), torch.softmax(lab, dim=1).flatten(2).transpose(1, 2))
+                          for img, lab in zip(image_levels, label_levels, strict=True)]
+        else:
+            mlp_inputs = [F.adaptive_avg_pool2d(img, (32, 32)).flatten(2) for img in image_levels]
+        return x, mlp_inputs, attention_map, ref_idx
+
+    def generate_weights(self, mlp_inputs: list[torch.Tensor]):
+        """Returns (embedding convs, SPADE weights) for the generated levels, finest first."""
+        cfg, ch = self.cfg, self.cfg.channels
+        sk, ek = cfg.spade_kernel_size, cfg.kernel_size
+        embed_weights, spade_weights = [], []
+        for i, heads in enumerate(self.heads):
+            c_in, c_out = ch[i], ch[i + 1]
+            feat = mlp_inputs[min(len(mlp_inputs) - 1, i + 1)]  # (B, c_out, features)
+            # Each MLP runs on every row of feat; its outputs, flattened, are weights then biases.
+            flat = {name: mlp(feat).flatten(1) for name, mlp in heads.items()}
+            embed_weights.append(split_weight_bias(flat["embed"], (c_in, c_out, ek, ek)))
+            spade_weights.append((
+                split_weight_bias(flat["conv_0"], (2 * c_out, c_in, sk, sk)),
+                split_weight_bias(flat["conv_1"], (2 * c_in, c_in, sk, sk)),
+                split_weight_bias(flat["shortcut"], (2 * c_out, c_in, sk, sk)),
+            ))
+        return embed_weights, spade_weights
+
+    def forward(self, ref_images, ref_labels, label, is_first_frame: bool):
+        k = ref_images.shape[1]
+        x, mlp_inputs, attention_map, ref_idx = self.encode_references(ref_images, ref_labels, label)
+        # The reference reuses the weights of the first frame in eval mode when K = 1.
+        if self.training or is_first_frame or k > 1 or self.cached is None:
+            weights = self.generate_weights(mlp_inputs)
+            if not self.training:
+                self.cached = weights
+        else:
+            weights = self.cached
+        embed_weights, spade_weights = weights
+        label_levels = self.label_embedding(label, embed_weights)
+        return x, label_levels, spade_weights, attention_map, ref_idx
+
+
+class FewShotGenerator(nn.Module):
+    """generator(label=, ref_labels=, ref_images=, prev_labels=, prev_images=) -> FrameOutput.
+
+    label (B, C, H, W); ref_labels (B, K, C, H, W); ref_images (B, K, 3, H, W); prev_labels
+    (B, T, C, H, W) and prev_images (B, T, 3, H, W), oldest first, or None for the first frame.
+    K is taken from the input. H and W must be multiples of 2^num_downsamples.
+    """
+
+    def __init__(self, cfg: FewShotConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        sn = cfg.spectral_norm
+        self.weight_generator = WeightGenerator(cfg)
+        self.decoder = nn.ModuleList([
+            SPADEResBlock(ch[i + 1], ch[i], [ch[i]] * (3 if i < cfg.num_multi_spade_layers else 1),
+                          kernel_size=cfg.kernel_size, spade_kernel_size=cfg.spade_kernel_size,
+                          generated=i < cfg.num_generated_layers, spectral=sn)
+            for i in range(cfg.num_downsamples + 1)])
+        self.to_image = nn.Conv2d(cfg.num_filters, cfg.image_channels, cfg.kernel_size,
+                                  padding=cfg.kernel_size // 2)
+
+        label_ch = cfg.network_label_channels
+
+        def flow_network(num_frames):
+            return FlowNetwork(label_ch * num_frames + cfg.image_channels * (num_frames - 1),
+                               num_filters=cfg.num_filters, max_filters=cfg.max_filters,
+                               num_downsamples=cfg.flow_num_downsamples, num_res_blocks=cfg.flow_res_blocks,
+                               kernel_size=cfg.kernel_size, multiplier=cfg.flow_multiplier, spectral=sn)
+
+        def warped_embedding():
+            return LabelEmbedding(cfg.image_channels + 1, num_filters=cfg.num_filters, max_filters=ch[-1],
+                                  num_downsamples=cfg.num_downsamples, kernel_size=cfg.kernel_size,
+                                  unet=True, spectral=sn)
+
+        if cfg.warp_reference:
+            self.flow_network_ref = flow_network(2)
+            self.ref_image_embedding = warped_embedding()
+        share_flow = cfg.warp_reference and not cfg.separate_prev_flow and cfg.num_prev_frames == 1
+        self.flow_network_prev = self.flow_network_ref if share_flow else flow_network(cfg.num_prev_frames + 1)
+        share_embedding = cfg.warp_reference and not cfg.separate_prev_embedding
+        self.prev_image_embedding = self.ref_image_embedding if share_embedding else warped_embedding()
+
+    def reset(self):
+        """Start a new sequence: forget the weights cached from the previous one."""
+        self.weight_generator.reset()
+
+    def prepare_labels(self, labels: torch.Tensor | None, is_reference: bool) -> torch.Tensor | None:
+        if labels is None or self.cfg.pose_type is None:
+            return labels
+        if self.cfg.pose_type == "open":
+            return labels[..., 3:, :, :]
+        if self.cfg.remove_face_labels and not is_reference:
+            return remove_face_labels(labels)
+        return labels
+
+    def forward(self, label: torch.Tensor, ref_labels: torch.Tensor, ref_images: torch.Tensor,
+                prev_labels: torch.Tensor | None = None, prev_images: torch.Tensor | None = None) -> FrameOutput:
+        cfg = self.cfg
+        is_first_frame = prev_labels is None
+        label = self.prepare_labels(label, is_reference=False)
+        prev_labels = self.prepare_labels(prev_labels, is_reference=False)
+        ref_labels = self.prepare_labels(ref_labels, is_reference=True)
+
+        x, label_levels, spade_weights, attention_map, ref_idx = self.weight_generator(
+            ref_images, ref_labels, label, is_first_frame)
+
+        flows, masks, warped, warp_conds = [None, None], [None, None], [None, None], [None, None]
+        if cfg.warp_reference:
+            ref_label, ref_image = pick_reference(ref_labels, ref_idx), pick_reference(ref_images, ref_idx)
+            flows[0], masks[0] = self.flow_network_ref(label, ref_label, ref_image)
+            warped[0] = warp(ref_image, flows[0])
+            warp_conds[0] = self.ref_image_embedding(torch.cat([warped[0], masks[0]], dim=1))
+        if prev_labels is not None and prev_labels.shape[1] == cfg.num_prev_frames:
+            flows[1], masks[1] = self.flow_network_prev(label, prev_labels.flatten(1, 2),
+                                                        prev_images.flatten(1, 2))
+            warped[1] = warp(prev_images[:, -1], flows[1])
+            warp_conds[1] = self.prev_image_embedding(torch.cat([warped[1], masks[1]], dim=1))
+
+        def conds(level, with_warped):
+            if level >= cfg.num_multi_spade_layers:
+                return [label_levels[level]]
+            return [label_levels[level]] + [c[level] if (c is not None and with_warped) else None
+                                             for c in warp_conds]
+
+        image = self.decode(x, lambda level: conds(level, True), spade_weights)
+        raw = self.decode(x, lambda level: conds(level, False), spade_weights) if cfg.generate_raw_output else None
+
+        return FrameOutput(
+            fake_images=image, fake_flow_maps=flows, fake_occlusion_masks=masks, warped_images=warped,
+            fake_raw_images=raw,
+            attention_visualization=None if attention_map is None else attention_map[-1:, 0:1],
+            ref_idx=ref_idx, attention=attention_map)
+
+    def decode(self, x, conds_at, spade_weights) -> torch.Tensor:
+        for i in reversed(range(self.cfg.num_downsamples + 1)):
+            generated = spade_weights[i] if i < self.cfg.num_generated_layers else None
+            x = self.decoder[i](x, conds_at(i), generated)
+            if i:
+                x = upsample2x(x)
+        return torch.tanh(self.to_image(F.leaky_relu(x, LEAKY_SLOPE)))

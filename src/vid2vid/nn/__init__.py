@@ -1,0 +1,1 @@
+"""Building blocks shared by both generators (they know nothing of video)."""

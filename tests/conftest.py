@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parity_dir(name: str) -> Path:
+    """The shared reference tensors (../shared/parity beside the checkout)."""
+    path = REPO.parent / "shared" / "parity" / name
+    if not path.is_dir():
+        pytest.skip(f"parity fixture {path} not present")
+    return path
+
+
+def tiny_few_shot_config(**overrides) -> FewShotConfig:
+    values = dict(num_filters=4, max_filters=64, num_downsamples=5, flow_num_downsamples=2, flow_res_blocks=1)
+    values.update(overrides)
+    return FewShotConfig(**values)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Perturb norm gains and biases so that mix-ups between them change the output."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif ".norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def few_shot_inputs(cfg: FewShotConfig, b=1, k=2, h=64, w=64, t=1, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.rand(shape, generator=gen) * 2 - 1
+
+    c = cfg.label_channels
+    return dict(label=rand(b, c, h, w), ref_labels=rand(b, k, c, h, w), ref_images=rand(b, k, 3, h, w),
+                prev_labels=rand(b, t, c, h, w), prev_images=rand(b, t, 3, h, w))
+
+
+@pytest.fixture
+def tiny_generator():
+    torch.manual_seed(0)
+    return randomize(FewShotGenerator(tiny_few_shot_config())).eval()
