@@ -242,7 +242,8 @@ class WeightGenerator(nn.Module):
 
     def encode_references(self, ref_images: torch.Tensor, ref_labels: torch.Tensor, label: torch.Tensor):
         """Returns bottleneck (B, C, h, w), per-level (B, rows, features) inputs of the weight
-        MLPs (finest first), attention per reference (B, K, H/4, W/4) and ref_idx, or Nones for K = 1."""
+        MLPs (finest first; None at level 0, which no MLP reads), attention per reference
+        (B, K, H/4, W/4) and ref_idx, or Nones for K = 1."""
         b, k = ref_images.shape[:2]
         if k > 1 and not self.cfg.attention:
             raise ValueError(f"this generator was built for one reference image (no attention), got K={k}")
@@ -265,18 +266,22 @@ class WeightGenerator(nn.Module):
                 attention_map = attention.view(b, k, h * w, h * w).sum(2).view(b, k, h, w)
                 ref_idx = attention.view(b, k, -1).sum(2).argmax(dim=1)
 
+        # Level i feeds the weights of decoder level i - 1, so the finest level (whose reducer
+        # up[0] exists only to match the reference's parameters) is never needed.
         image_levels = [x]
         label_levels = [x_label]
-        for i in reversed(range(self.cfg.num_downsamples)):
+        for i in reversed(range(1, self.cfg.num_downsamples)):
             image_levels.insert(0, enc_i.up[i](image_levels[0]))
             if self.mul_labels:
                 label_levels.insert(0, enc_l.up[i](label_levels[0]))
+        image_levels.insert(0, None)
+        label_levels.insert(0, None)
         if self.mul_labels:
             # (B, C, C): image channels x label channels, label features softmaxed over channels.
-            mlp_inputs = [torch.bmm(img.flatten(2), torch.softmax(lab, dim=1).flatten(2).transpose(1, 2))
-                          for img, lab in zip(image_levels, label_levels, strict=True)]
+            mlp_inputs = [None] + [torch.bmm(img.flatten(2), torch.softmax(lab, dim=1).flatten(2).transpose(1, 2))
+                                   for img, lab in zip(image_levels[1:], label_levels[1:], strict=True)]
         else:
-            mlp_inputs = [F.adaptive_avg_pool2d(img, (32, 32)).flatten(2) for img in image_levels]
+            mlp_inputs = [None] + [F.adaptive_avg_pool2d(img, (32, 32)).flatten(2) for img in image_levels[1:]]
         return x, mlp_inputs, attention_map, ref_idx
 
     def generate_weights(self, mlp_inputs: list[torch.Tensor]):
@@ -371,6 +376,7 @@ class FewShotGenerator(nn.Module):
     def forward(self, label: torch.Tensor, ref_labels: torch.Tensor, ref_images: torch.Tensor,
                 prev_labels: torch.Tensor | None = None, prev_images: torch.Tensor | None = None) -> FrameOutput:
         cfg = self.cfg
+        self.check_inputs(label, ref_labels, ref_images, prev_labels, prev_images)
         is_first_frame = prev_labels is None
         label = self.prepare_labels(label, is_reference=False)
         prev_labels = self.prepare_labels(prev_labels, is_reference=False)
@@ -405,6 +411,26 @@ class FewShotGenerator(nn.Module):
             fake_raw_images=raw,
             attention_visualization=None if attention_map is None else attention_map[-1:, 0:1],
             ref_idx=ref_idx, attention=attention_map)
+
+    def check_inputs(self, label, ref_labels, ref_images, prev_labels, prev_images) -> None:
+        cfg = self.cfg
+        if label.dim() != 4 or label.shape[1] != cfg.label_channels:
+            raise ValueError(f"label must be (B, {cfg.label_channels}, H, W), got {tuple(label.shape)}")
+        b, _, h, w = label.shape
+        step = 2 ** cfg.num_downsamples
+        if h % step or w % step:
+            raise ValueError(f"frame size {h}x{w} must be a multiple of {step} in both dimensions")
+        expected = {"ref_labels": (ref_labels, cfg.label_channels), "ref_images": (ref_images, cfg.image_channels),
+                    "prev_labels": (prev_labels, cfg.label_channels), "prev_images": (prev_images, cfg.image_channels)}
+        for name, (tensor, channels) in expected.items():
+            if tensor is None:
+                if name.startswith("ref"):
+                    raise ValueError(f"{name} is required")
+                continue
+            if tensor.dim() != 5 or tensor.shape[0] != b or tensor.shape[2:] != (channels, h, w):
+                raise ValueError(f"{name} must be ({b}, N, {channels}, {h}, {w}), got {tuple(tensor.shape)}")
+        if (prev_labels is None) != (prev_images is None):
+            raise ValueError("prev_labels and prev_images must be given together")
 
     def decode(self, x, conds_at, spade_weights) -> torch.Tensor:
         for i in reversed(range(self.cfg.num_downsamples + 1)):
