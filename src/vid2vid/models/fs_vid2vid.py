@@ -11,7 +11,6 @@ levels, by the reference and the previous output warped onto the target by a flo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from vid2vid.models.embedding import LabelEmbedding
 from vid2vid.models.flow import FlowNetwork
+from vid2vid.models.outputs import OutputMapping
 from vid2vid.nn.blocks import LEAKY_SLOPE, ConvBlock, LinearBlock, channels_per_level, upsample2x
 from vid2vid.nn.spade import SPADEResBlock
 from vid2vid.nn.warp import warp
@@ -89,7 +89,7 @@ class FewShotConfig:
 
 
 @dataclass
-class FrameOutput(Mapping):
+class FrameOutput(OutputMapping):
     """One generated frame. Field names are the reference's output names; lists hold
     [reference, previous] entries, None where that branch did not run."""
 
@@ -101,15 +101,6 @@ class FrameOutput(Mapping):
     attention_visualization: torch.Tensor | None      # (1, 1, H/4, W/4): last sample, first ref
     ref_idx: torch.Tensor | None                      # (B,) most attended reference (K > 1)
     attention: torch.Tensor | None = None             # (B, K, H/4, W/4) attention per reference
-
-    def __getitem__(self, key):
-        return getattr(self, key)
-
-    def __iter__(self):
-        return (f.name for f in fields(self))
-
-    def __len__(self):
-        return len(fields(self))
 
 
 def face_mask(part_index_channel: torch.Tensor) -> torch.Tensor:
@@ -342,7 +333,7 @@ class FewShotGenerator(nn.Module):
         label_ch = cfg.network_label_channels
 
         def flow_network(num_frames):
-            return FlowNetwork(label_ch * num_frames + cfg.image_channels * (num_frames - 1),
+            return FlowNetwork(label_ch * num_frames, cfg.image_channels * (num_frames - 1),
                                num_filters=cfg.num_filters, max_filters=cfg.max_filters,
                                num_downsamples=cfg.flow_num_downsamples, num_res_blocks=cfg.flow_res_blocks,
                                kernel_size=cfg.kernel_size, multiplier=cfg.flow_multiplier, spectral=sn)
@@ -388,11 +379,11 @@ class FewShotGenerator(nn.Module):
         flows, masks, warped, warp_conds = [None, None], [None, None], [None, None], [None, None]
         if cfg.warp_reference:
             ref_label, ref_image = pick_reference(ref_labels, ref_idx), pick_reference(ref_images, ref_idx)
-            flows[0], masks[0] = self.flow_network_ref(label, ref_label, ref_image)
+            flows[0], masks[0] = self.flow_network_ref(torch.cat([label, ref_label], dim=1), ref_image)
             warped[0] = warp(ref_image, flows[0])
             warp_conds[0] = self.ref_image_embedding(torch.cat([warped[0], masks[0]], dim=1))
         if prev_labels is not None and prev_labels.shape[1] == cfg.num_prev_frames:
-            flows[1], masks[1] = self.flow_network_prev(label, prev_labels.flatten(1, 2),
+            flows[1], masks[1] = self.flow_network_prev(torch.cat([label, prev_labels.flatten(1, 2)], dim=1),
                                                         prev_images.flatten(1, 2))
             warped[1] = warp(prev_images[:, -1], flows[1])
             warp_conds[1] = self.prev_image_embedding(torch.cat([warped[1], masks[1]], dim=1))

@@ -77,20 +77,29 @@ class LinearBlock(nn.Module):
         return self.act(self.linear(x))
 
 
-class PreActResBlock(nn.Module):
-    """x + conv(act(norm(conv(act(norm(x)))))) with affine instance norms, as the flow network uses."""
+class ResBlock(nn.Module):
+    """Residual block with affine instance norms and an identity shortcut, in one of the two
+    orders the reference's flow networks use:
+    pre-activation: x + conv(act(norm(conv(act(norm(x))))))   (few-shot vid2vid)
+    post-activation: x + norm(conv(act(norm(conv(x)))))       (vid2vid)
+    """
 
-    def __init__(self, channels: int, kernel_size: int = 3, *, spectral: bool = True):
+    def __init__(self, channels: int, kernel_size: int = 3, *, pre_activation: bool = True, spectral: bool = True):
         super().__init__()
         padding = kernel_size // 2
+        self.pre_activation = pre_activation
         self.norm_0 = nn.InstanceNorm2d(channels, affine=True)
         self.conv_0 = with_spectral_norm(nn.Conv2d(channels, channels, kernel_size, 1, padding), spectral)
         self.norm_1 = nn.InstanceNorm2d(channels, affine=True)
         self.conv_1 = with_spectral_norm(nn.Conv2d(channels, channels, kernel_size, 1, padding), spectral)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x), LEAKY_SLOPE))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx), LEAKY_SLOPE))
+        if self.pre_activation:
+            dx = self.conv_0(F.leaky_relu(self.norm_0(x), LEAKY_SLOPE))
+            dx = self.conv_1(F.leaky_relu(self.norm_1(dx), LEAKY_SLOPE))
+        else:
+            dx = F.leaky_relu(self.norm_0(self.conv_0(x)), LEAKY_SLOPE)
+            dx = self.norm_1(self.conv_1(dx))
         return x + dx
 
 
