@@ -1,11 +1,4 @@
-"""Parity with imaginaire's fs_vid2vid generator (tier: parity, tolerance 1e-4 max abs).
-
-warped_images are checked two ways. The warp itself, applied to the fixture's own flow, must
-match to 1e-4. End to end, the flow network's float32 rounding here differs from the machine
-that made the fixture by up to ~1e-4 px (imaginaire's unmodified code run on this machine gives
-bit-identical flows to ours and the same difference), and the warp turns that into up to ~1.3e-4
-on high-contrast random images; that comparison uses 2e-4.
-"""
+"""Parity with imaginaire's fs_vid2vid generator (tier: parity; tolerances in conftest.py)."""
 
 import pytest
 import torch
@@ -16,11 +9,10 @@ from vid2vid.cli import main as cli_main
 from vid2vid.compat.imaginaire import CheckpointError, load_generator
 from vid2vid.nn.warp import warp
 
-from .conftest import parity_dir
+from .conftest import PARITY_TOL as TOL
+from .conftest import assert_parity, parity_dir
 
 pytestmark = pytest.mark.parity
-TOL = 1e-4
-WARP_END_TO_END_TOL = 2e-4
 
 
 def fixture_inputs(tensors, step):
@@ -56,9 +48,7 @@ def assert_matches_fixture(outputs, tensors):
                 assert got is None, f"{step}.{field}.{index} should be None"
                 continue
             assert got is not None, f"{step}.{field}.{index} missing"
-            tol = WARP_END_TO_END_TOL if field == "warped_images" else TOL
-            diff = (got.double() - want.double()).abs().max().item()
-            assert diff <= tol, f"{step}.{field}.{index}: max abs diff {diff:.3g}"
+            assert_parity(f"{step}.{field}.{index}", got, want)
             checked += 1
     assert checked == 15  # every non-None output of steps a and b
 

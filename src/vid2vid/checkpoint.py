@@ -17,9 +17,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
 
 FORMAT_VERSION = 1
-MODELS = {"fs_vid2vid": (FewShotConfig, FewShotGenerator)}
+MODELS = {"fs_vid2vid": (FewShotConfig, FewShotGenerator), "vid2vid": (Vid2VidConfig, Vid2VidGenerator)}
 
 
 class CheckpointError(ValueError):

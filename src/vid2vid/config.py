@@ -7,13 +7,14 @@ from pathlib import Path
 import yaml
 
 from vid2vid.models.fs_vid2vid import FewShotConfig
+from vid2vid.models.vid2vid import Vid2VidConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-GENERATOR_CONFIGS = {"fs_vid2vid": FewShotConfig}
+GENERATOR_CONFIGS = {"fs_vid2vid": FewShotConfig, "vid2vid": Vid2VidConfig}
 
 
 def load_generator_config(path: str | Path):
-    """Read a generator preset: YAML with `model: fs_vid2vid` and a `generator:` mapping."""
+    """Read a generator preset: YAML with `model: fs_vid2vid|vid2vid` and a `generator:` mapping."""
     path = Path(path)
     if not path.exists() and (CONFIG_DIR / f"{path.name}.yaml").exists():
         path = CONFIG_DIR / f"{path.name}.yaml"

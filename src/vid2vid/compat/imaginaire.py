@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
 
 
 class CheckpointError(ValueError):
@@ -89,6 +90,49 @@ def few_shot_config(cfg: dict) -> FewShotConfig:
     )
 
 
+def _crop_size(data: dict) -> tuple[int, int] | None:
+    augment = _get(data, "val.augmentations", {}) or {}
+    value = augment.get("center_crop_h_w") or augment.get("resize_h_w")
+    if value is None:
+        return None
+    h, w = (int(v) for v in str(value).split(","))
+    return h, w
+
+
+def vid2vid_config(cfg: dict) -> Vid2VidConfig:
+    """Translate an imaginaire vid2vid YAML (as a dict) into our generator config."""
+    gen, data = cfg["gen"], cfg["data"]
+    flow = gen.get("flow", {})
+    if not gen.get("use_segmap_as_input", False):
+        raise ValueError("gen.use_segmap_as_input: only True is supported (the other path needs a style code)")
+    max_filters = gen.get("max_num_filters", 1024)
+    for part in ("embed", "flow", "flow.multi_spade_combine.embed"):
+        if _get(gen, f"{part}.num_filters", 32) != gen.get("num_filters", 32):
+            raise ValueError(f"gen.{part}.num_filters must equal gen.num_filters")
+        if _get(gen, f"{part}.max_num_filters", 1024) != max_filters:
+            raise ValueError(f"gen.{part}.max_num_filters must equal gen.max_num_filters ({max_filters})")
+    crop = _crop_size(data)
+    if crop is None:
+        raise ValueError("data.val.augmentations needs center_crop_h_w or resize_h_w (the first-frame size)")
+    return Vid2VidConfig(
+        label_channels=_channels_of(data, data.get("input_labels", [])),
+        image_channels=_channels_of(data, data.get("input_image", ["images"])) or 3,
+        num_filters=gen.get("num_filters", 32),
+        max_filters=max_filters,
+        num_layers=gen.get("num_layers", 7),
+        num_downsamples_img=gen.get("num_downsamples_img", 4),
+        embed_num_downsamples=_get(gen, "embed.num_downsamples", 5),
+        kernel_size=gen.get("kernel_size", 3),
+        spade_kernel_size=_get(gen, "activation_norm_params.kernel_size", 1),
+        num_prev_frames=data.get("num_frames_G", 3) - 1,
+        num_multi_spade_layers=_get(flow, "multi_spade_combine.num_layers", 3),
+        flow_num_downsamples=flow.get("num_downsamples", 5),
+        flow_res_blocks=flow.get("num_res_blocks", 6),
+        flow_multiplier=float(flow.get("flow_output_multiplier", 20)),
+        first_frame_size=crop,
+    )
+
+
 def _flow(m: re.Match) -> str:
     return {"ref": "flow_network_ref", "temp": "flow_network_prev"}[m.group(1)]
 
@@ -123,6 +167,34 @@ FEW_SHOT_RULES: list[tuple[str, object]] = [
     (r"^flow_network_(ref|temp)\.conv_flow\.0\.layers\.", lambda m: f"{_flow(m)}.flow_head."),
     (r"^flow_network_(ref|temp)\.conv_mask\.0\.layers\.", lambda m: f"{_flow(m)}.mask_head."),
 ]
+
+_EMBEDDING_RULES = [
+    (r"^(label_embedding|img_prev_embedding)\.conv_first\.layers\.", lambda m: f"{_embedding(m)}.first."),
+    (r"^(label_embedding|img_prev_embedding)\.(down|up)_(\d+)\.layers\.",
+     lambda m: f"{_embedding(m)}.{m.group(2)}.{m.group(3)}."),
+]
+
+VID2VID_RULES: list[tuple[str, object]] = [
+    *_EMBEDDING_RULES,
+    (r"^(up|down|res)_(\d+)\.conv_block_(0|1|s)\.layers\.conv\.", r"\1.\2.conv_\3."),
+    (r"^(up|down|res)_(\d+)\.conv_block_(0|1|s)\.layers\.norm\.mlps\.(\d+)\.0\.layers\.conv\.",
+     r"\1.\2.norm_\3.projections.\4."),
+    (r"^conv_img\.layers\.conv\.", "to_image."),
+    (r"^fc\.layers\.conv\.", "first_frame_input."),
+    (r"^down_first\.layers\.conv\.", "prev_image_input."),
+    (r"^flow_network_temp\.down_lbl\.(\d+)\.layers\.", r"flow_network.down.\1."),
+    (r"^flow_network_temp\.down_img\.(\d+)\.layers\.", r"flow_network.down_image.\1."),
+    (r"^flow_network_temp\.res_flow\.(\d+)\.conv_block_(0|1)\.layers\.(conv|norm)\.",
+     r"flow_network.res.\1.\3_\2."),
+    (r"^flow_network_temp\.up_flow\.(\d+)\.layers\.", lambda m: f"flow_network.up.{(int(m.group(1)) - 1) // 2}."),
+    (r"^flow_network_temp\.conv_flow\.0\.layers\.", "flow_network.flow_head."),
+    (r"^flow_network_temp\.conv_mask\.0\.layers\.", "flow_network.mask_head."),
+]
+
+
+def _embedding(m: re.Match) -> str:
+    return {"label_embedding": "label_embedding", "img_prev_embedding": "prev_image_embedding"}[m.group(1)]
+
 
 _LEAVES = {
     "weight_orig": "parametrizations.weight.original",
@@ -211,18 +283,23 @@ def load_config(config_path: str | Path) -> dict:
 
 
 def load_generator(ckpt_path: str | Path, config_path: str | Path, use_ema: bool = True) -> torch.nn.Module:
-    """Our generator, in eval mode, with the weights of an imaginaire checkpoint."""
+    """Our generator (few-shot vid2vid or vid2vid, as the config says), in eval mode, with the
+    weights of an imaginaire checkpoint."""
     cfg = load_config(config_path)
     gen_type = str(_get(cfg, "gen.type", ""))
-    if not gen_type.endswith("fs_vid2vid"):
+    if gen_type.endswith("fs_vid2vid"):
+        make_config, model_cls, rules = few_shot_config, FewShotGenerator, FEW_SHOT_RULES
+    elif gen_type.endswith("vid2vid"):
+        make_config, model_cls, rules = vid2vid_config, Vid2VidGenerator, VID2VID_RULES
+    else:
         raise CheckpointError(f"{config_path}: unsupported generator type {gen_type!r}")
     try:
-        model_cfg = few_shot_config(cfg)
+        model_cfg = make_config(cfg)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
     source = read_state_dict(ckpt_path, use_ema=use_ema)
     # EMA checkpoints store weights with spectral norm already divided out.
     model_cfg.spectral_norm = any(k.endswith("weight_orig") for k in source)
-    model = FewShotGenerator(model_cfg)
-    model.load_state_dict(convert_state_dict(source, model, FEW_SHOT_RULES, origin=str(ckpt_path)))
+    model = model_cls(model_cfg)
+    model.load_state_dict(convert_state_dict(source, model, rules, origin=str(ckpt_path)))
     return model.eval()

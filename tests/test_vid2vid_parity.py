@@ -1,0 +1,78 @@
+"""Parity with imaginaire's vid2vid generator (tier: parity; tolerances in conftest.py)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from vid2vid.compat.imaginaire import load_generator
+from vid2vid.nn.warp import warp
+
+from .conftest import PARITY_TOL, assert_parity, parity_dir
+from .test_fs_vid2vid_parity import ema_form
+
+pytestmark = pytest.mark.parity
+
+
+def one_hot(index: torch.Tensor) -> torch.Tensor:
+    # Contiguous: a channels-last view would select other conv kernels and other rounding.
+    return F.one_hot(index.long(), 35).movedim(-1, -3).float().contiguous()
+
+
+def step_inputs(tensors, step):
+    prev = tensors.get(f"{step}.in.prev_labels_index")
+    return dict(label=one_hot(tensors[f"{step}.in.label_index"]),
+                prev_labels=None if prev is None else one_hot(prev), prev_images=tensors.get(f"{step}.in.prev_images"))
+
+
+@pytest.fixture(scope="module")
+def fixture_files():
+    root = parity_dir("vid2vid_a")
+    return root, load_file(root / "tensors.safetensors")
+
+
+def check_all_steps(model, tensors):
+    checked = 0
+    with torch.no_grad():
+        for step in "abc":
+            out = model(**step_inputs(tensors, step))
+            for key, want in tensors.items():
+                if not key.startswith(f"{step}.out."):
+                    continue
+                name = key.split(".")[2].removesuffix("__is_none")
+                if key.endswith("__is_none"):
+                    assert out[name] is None, key
+                else:
+                    assert_parity(key, out[name], want)
+                    checked += 1
+    assert checked == 6  # a, b: image; c: image, flow, mask, warped image
+
+
+def test_every_output_of_every_step_matches(fixture_files):
+    root, tensors = fixture_files
+    model = load_generator(root / "state_dict.pt", root / "config.yaml")
+    assert not model.training and model.cfg.first_frame_size == (128, 256)
+    assert sum(p.numel() for p in model.parameters()) == 3_322_662
+    check_all_steps(model, tensors)
+
+
+def test_warp_of_fixture_flow_matches(fixture_files):
+    _, tensors = fixture_files
+    got = warp(tensors["c.in.prev_images"][:, -1], tensors["c.out.fake_flow_maps"])
+    assert (got - tensors["c.out.warped_images"]).abs().max() <= PARITY_TOL
+
+
+def test_ema_checkpoint_matches(fixture_files, tmp_path):
+    root, tensors = fixture_files
+    state = torch.load(root / "state_dict.pt", weights_only=True)
+    torch.save({"net_G": {f"module.averaged_model.{k}": v for k, v in ema_form(state).items()}}, tmp_path / "ema.pt")
+    model = load_generator(tmp_path / "ema.pt", root / "config.yaml")
+    assert not model.cfg.spectral_norm
+    check_all_steps(model, tensors)
+
+
+def test_other_model_checkpoint_is_refused(fixture_files, tmp_path):
+    root, _ = fixture_files
+    few_shot = parity_dir("fs_vid2vid_a")
+    with pytest.raises(ValueError, match="does not fit the configured generator"):
+        load_generator(few_shot / "state_dict.pt", root / "config.yaml")
