@@ -76,3 +76,14 @@ def test_other_model_checkpoint_is_refused(fixture_files, tmp_path):
     few_shot = parity_dir("fs_vid2vid_a")
     with pytest.raises(ValueError, match="does not fit the configured generator"):
         load_generator(few_shot / "state_dict.pt", root / "config.yaml")
+
+
+def test_convert_command_for_vid2vid(fixture_files, tmp_path):
+    from vid2vid import load_generator as load_ours
+    from vid2vid.cli import main as cli_main
+
+    root, tensors = fixture_files
+    out = tmp_path / "street"
+    assert cli_main(["convert", "imaginaire", str(root / "state_dict.pt"), "--config", str(root / "config.yaml"),
+                     "-o", str(out)]) == 0
+    check_all_steps(load_ours(out), tensors)
