@@ -43,6 +43,15 @@ def _channels_of(data_cfg: dict, names: list[str]) -> int:
     return total
 
 
+def check_uniform_widths(gen: dict) -> None:
+    """Our generators use one num_filters and one max_num_filters for all their parts."""
+    for key, default in (("num_filters", 32), ("max_num_filters", 1024)):
+        wanted = gen.get(key, default)
+        for part in ("embed", "flow", "flow.multi_spade_combine.embed"):
+            if _get(gen, f"{part}.{key}", default) != wanted:
+                raise ValueError(f"gen.{part}.{key} must equal gen.{key} ({wanted})")
+
+
 def few_shot_config(cfg: dict) -> FewShotConfig:
     """Translate an imaginaire fs_vid2vid YAML (as a dict) into our generator config."""
     gen, data = cfg["gen"], cfg["data"]
@@ -51,9 +60,7 @@ def few_shot_config(cfg: dict) -> FewShotConfig:
     multi = flow.get("multi_spade_combine", {})
     num_filters = gen.get("num_filters", 32)
     num_down = gen.get("num_downsamples", 5)
-    for part in ("embed", "flow", "flow.multi_spade_combine.embed"):
-        if _get(gen, f"{part}.num_filters", 32) != num_filters:
-            raise ValueError(f"gen.{part}.num_filters must equal gen.num_filters ({num_filters})")
+    check_uniform_widths(gen)
     for path, wanted in (("hyper.is_hyper_spade", True), ("hyper.is_hyper_embed", True),
                          ("hyper.is_hyper_conv", False)):
         if bool(_get(gen, path, wanted)) != wanted:
@@ -106,11 +113,7 @@ def vid2vid_config(cfg: dict) -> Vid2VidConfig:
     if not gen.get("use_segmap_as_input", False):
         raise ValueError("gen.use_segmap_as_input: only True is supported (the other path needs a style code)")
     max_filters = gen.get("max_num_filters", 1024)
-    for part in ("embed", "flow", "flow.multi_spade_combine.embed"):
-        if _get(gen, f"{part}.num_filters", 32) != gen.get("num_filters", 32):
-            raise ValueError(f"gen.{part}.num_filters must equal gen.num_filters")
-        if _get(gen, f"{part}.max_num_filters", 1024) != max_filters:
-            raise ValueError(f"gen.{part}.max_num_filters must equal gen.max_num_filters ({max_filters})")
+    check_uniform_widths(gen)
     crop = _crop_size(data)
     if crop is None:
         raise ValueError("data.val.augmentations needs center_crop_h_w or resize_h_w (the first-frame size)")
