@@ -24,7 +24,7 @@ MODELS = {"fs_vid2vid": (FewShotConfig, FewShotGenerator), "vid2vid": (Vid2VidCo
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read; the message names the file and the problem."""
+    """A checkpoint or config that cannot be used; the message names the file and the problem."""
 
 
 def model_kind(model: torch.nn.Module) -> str:

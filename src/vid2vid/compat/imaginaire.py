@@ -13,12 +13,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from vid2vid.checkpoint import CheckpointError
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
 from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or config that does not fit; the message names the file and the problem."""
 
 
 def _get(node: dict | None, path: str, default=None):
