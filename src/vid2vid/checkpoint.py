@@ -8,14 +8,13 @@ crash never leaves a half-written file under the real name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
+from vid2vid.files import atomic_write
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
 from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
 
@@ -32,18 +31,6 @@ def model_kind(model: torch.nn.Module) -> str:
         if isinstance(model, cls):
             return kind
     raise TypeError(f"no checkpoint format for {type(model).__name__}")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename tmp_path to path (same folder, so the rename is atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_generator(model: torch.nn.Module, folder: str | Path, overwrite: bool = False) -> Path:

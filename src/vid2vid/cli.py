@@ -28,6 +28,41 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({type(model).__name__}, {params:,} parameters)")
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """'256x128' (height x width) or '256' (square) -> (height, width)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW or N, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 8 or max(parts) > 8192:
+        raise argparse.ArgumentTypeError(f"size must be HxW with sides from 8 to 8192, got {text!r}")
+    return parts[0], parts[1]
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from vid2vid.data.prepare import prepare
+
+    reports = prepare(args.inputs, args.output, args.task, overwrite=args.overwrite,
+                      extract_labels=not args.no_labels, flow=not args.no_flow, every=args.every,
+                      max_frames=args.max_frames, multi_person=args.multi_person, progress=not args.quiet)
+    for r in reports:
+        extra = f", {r.skipped_no_face} without a face left out" if r.skipped_no_face else ""
+        print(f"{args.output}: sequence {r.sequence}: {r.written} frames written, "
+              f"{r.skipped_done} already there{extra}")
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from vid2vid.data.synthetic import write_dataset
+
+    written = write_dataset(args.kind, args.output, sequences=args.sequences, frames=args.frames, size=args.size,
+                            seed=args.seed, first_index=args.first_index, overwrite=args.overwrite,
+                            progress=not args.quiet)
+    print(f"{args.output}: {args.kind}, {args.sequences} sequences of {args.frames} frames "
+          f"({written} frames written)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vid2vid", description="Video-to-video synthesis.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -42,6 +77,33 @@ def build_parser() -> argparse.ArgumentParser:
     imaginaire.add_argument("--overwrite", action="store_true", help="replace an existing model in the folder")
     imaginaire.add_argument("--no-ema", action="store_true", help="take the trained weights, not their average")
     imaginaire.set_defaults(run=cmd_convert)
+
+    prep = sub.add_parser("prepare", help="turn videos or frame folders into a dataset folder")
+    prep.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders of frames, one sequence each")
+    prep.add_argument("output", metavar="OUT", help="dataset folder to write (see docs/data.md)")
+    prep.add_argument("--task", required=True, choices=["pose", "face", "street"],
+                      help="pose: OpenPose JSON; face: dlib-68 JSON; street: frames and flow only")
+    prep.add_argument("--no-labels", action="store_true", help="write frames and flow, not keypoints")
+    prep.add_argument("--no-flow", action="store_true", help="do not compute teacher optical flow")
+    prep.add_argument("--every", type=int, default=1, help="keep every N-th frame")
+    prep.add_argument("--max-frames", type=int, help="stop after this many frames per input")
+    prep.add_argument("--multi-person", action="store_true", help="find several people per frame (street shots)")
+    prep.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
+    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.set_defaults(run=cmd_prepare)
+
+    synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
+    synth.add_argument("kind", choices=["dancers", "street", "faces"])
+    synth.add_argument("output", metavar="OUT", help="dataset folder to write")
+    synth.add_argument("--sequences", type=int, default=8, help="number of sequences (each its own identity)")
+    synth.add_argument("--frames", type=int, default=32, help="frames per sequence")
+    synth.add_argument("--size", type=parse_size, default=(256, 256), help="HxW (default 256x256)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--first-index", type=int, default=0,
+                       help="index of the first sequence: use different ranges for training and held-out data")
+    synth.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(run=cmd_synth)
     return parser
 
 

@@ -1,0 +1,118 @@
+"""`vid2vid prepare`: real video -> a dataset folder (frames, keypoints or landmarks, teacher flow).
+
+One input (a video file or a folder of frames) becomes one sequence named after it. Several inputs
+may go into one dataset folder, one run each or all at once; re-running resumes where a run stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vid2vid.data import DataError
+from vid2vid.data.teacher_flow import dis_flow
+from vid2vid.data.video import is_video, read_frames, video_info
+from vid2vid.data.writer import DatasetWriter
+
+TASKS = ("pose", "face", "street")
+
+
+@dataclass
+class PrepareReport:
+    sequence: str
+    written: int = 0
+    skipped_done: int = 0  # already in the folder from an earlier run
+    skipped_no_face: int = 0  # face task: frames where no face was found are left out
+
+
+def _extractor(task: str, multi_person: bool):
+    """A callable frame -> labels for the task, or None where labels are not extracted."""
+    if task == "street":
+        return lambda image: {}
+    from vid2vid.data import keypoints
+
+    if task == "pose":
+        extract = keypoints.PoseExtractor(multi_person=multi_person)
+        return lambda image: {"openpose": keypoints.openpose_json(extract(image))}
+    if task == "face":
+        extract = keypoints.FaceExtractor()
+
+        def face(image):
+            points = extract(image)
+            return None if points is None else {"landmarks": keypoints.dlib68_json(points)}
+        return face
+
+
+def sequence_name(source: Path) -> str:
+    return source.stem if is_video(source) else source.name
+
+
+def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite: bool = False,
+            extract_labels: bool = True, flow: bool = True, every: int = 1, max_frames: int | None = None,
+            multi_person: bool = False, progress: bool = True) -> list[PrepareReport]:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if every < 1:
+        raise ValueError(f"--every must be at least 1, got {every}")
+    sources = [Path(s) for s in sources]
+    names = [sequence_name(s) for s in sources]
+    for source in sources:
+        if not source.exists():
+            raise DataError(f"{source}: no such file or folder")
+    if len(set(names)) != len(names):
+        raise DataError(f"{out}: two inputs would make the same sequence name; rename one of {names}")
+    for source in sources:
+        _check_source(source)
+    info = {"command": "prepare", "task": task, "labels": extract_labels and task != "street", "flow": flow}
+    labels_for = _extractor(task, multi_person) if extract_labels else (lambda image: {})
+    out = Path(out)
+    created = not out.exists()
+    writer = DatasetWriter(out, info, overwrite=overwrite, image_extension=".jpg")
+    reports: list[PrepareReport] = []
+    try:
+        for source, name in zip(sources, names, strict=True):
+            reports.append(PrepareReport(name))
+            _prepare_one(source, name, writer, labels_for, flow, every, max_frames, progress, reports[-1])
+    except BaseException:
+        if created and not any(r.written for r in reports):
+            shutil.rmtree(out, ignore_errors=True)  # nothing of value was written: leave no trace
+        raise
+    return reports
+
+
+def _check_source(source: Path) -> None:
+    """Fail before writing anything when an input cannot give a first frame."""
+    next(iter(read_frames(source)))
+
+
+def _prepare_one(source: Path, name: str, writer: DatasetWriter, labels_for, flow: bool, every: int,
+                 max_frames: int | None, progress: bool, report: PrepareReport) -> None:
+    total = video_info(source)[0] if is_video(source) else None
+    previous = None  # the last frame that is in the dataset, for the teacher flow
+    frames = read_frames(source)
+    bar = tqdm(total=total, desc=f"prepare {name}", unit="frame", disable=not progress)
+    with bar:
+        for index, (frame_name, image) in enumerate(frames):
+            bar.update(1)
+            if index % every:
+                continue
+            if max_frames is not None and report.written + report.skipped_done >= max_frames:
+                break
+            if previous is not None and image.shape != previous.shape:
+                raise DataError(f"{source}: frame {frame_name} is {image.shape[1]}x{image.shape[0]}, "
+                                f"earlier frames {previous.shape[1]}x{previous.shape[0]}")
+            if writer.has_frame(name, frame_name):
+                report.skipped_done += 1
+                previous = image
+                continue
+            labels = labels_for(image)
+            if labels is None:
+                report.skipped_no_face += 1
+                continue
+            teacher = dis_flow(image, previous) if flow and previous is not None else None
+            writer.write_frame(name, frame_name, image, flow=teacher, **labels)
+            report.written += 1
+            previous = image
