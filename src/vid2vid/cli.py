@@ -7,6 +7,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from vid2vid.data.keypoints import MissingExtra
+
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
@@ -54,9 +56,9 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from vid2vid.data.synthetic import write_dataset
+    from vid2vid.data.writer import write_synthetic
 
-    written = write_dataset(args.kind, args.output, sequences=args.sequences, frames=args.frames, size=args.size,
+    written = write_synthetic(args.kind, args.output, sequences=args.sequences, frames=args.frames, size=args.size,
                             seed=args.seed, first_index=args.first_index, overwrite=args.overwrite,
                             progress=not args.quiet)
     print(f"{args.output}: {args.kind}, {args.sequences} sequences of {args.frames} frames "
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (UserError, ValueError, OSError) as exc:
+    except (UserError, ValueError, OSError, MissingExtra) as exc:
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ may go into one dataset folder, one run each or all at once; re-running resumes 
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,22 +29,31 @@ class PrepareReport:
     skipped_no_face: int = 0  # face task: frames where no face was found are left out
 
 
-def _extractor(task: str, multi_person: bool):
-    """A callable frame -> labels for the task, or None where labels are not extracted."""
+@contextmanager
+def label_extractor(task: str, multi_person: bool):
+    """A callable frame -> labels for writer.write_frame, or None for a frame to leave out.
+
+    One per sequence: MediaPipe tracks landmarks from frame to frame within a video, which is steadier.
+    """
     if task == "street":
-        return lambda image: {}
+        yield lambda image: {}
+        return
     from vid2vid.data import keypoints
 
     if task == "pose":
-        extract = keypoints.PoseExtractor(multi_person=multi_person)
-        return lambda image: {"openpose": keypoints.openpose_json(extract(image))}
-    if task == "face":
-        extract = keypoints.FaceExtractor()
-
+        with keypoints.PoseExtractor(multi_person=multi_person, tracking=not multi_person) as extract:
+            yield lambda image: {"openpose": keypoints.openpose_json(extract(image))}
+        return
+    with keypoints.FaceExtractor(tracking=True) as extract:
         def face(image):
             points = extract(image)
             return None if points is None else {"landmarks": keypoints.dlib68_json(points)}
-        return face
+        yield face
+
+
+@contextmanager
+def no_labels():
+    yield lambda image: {}
 
 
 def sequence_name(source: Path) -> str:
@@ -67,7 +77,6 @@ def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite:
     for source in sources:
         _check_source(source)
     info = {"command": "prepare", "task": task, "labels": extract_labels and task != "street", "flow": flow}
-    labels_for = _extractor(task, multi_person) if extract_labels else (lambda image: {})
     out = Path(out)
     created = not out.exists()
     writer = DatasetWriter(out, info, overwrite=overwrite, image_extension=".jpg")
@@ -75,7 +84,8 @@ def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite:
     try:
         for source, name in zip(sources, names, strict=True):
             reports.append(PrepareReport(name))
-            _prepare_one(source, name, writer, labels_for, flow, every, max_frames, progress, reports[-1])
+            with label_extractor(task, multi_person) if extract_labels else no_labels() as labels_for:
+                _prepare_one(source, name, writer, labels_for, flow, every, max_frames, progress, reports[-1])
     except BaseException:
         if created and not any(r.written for r in reports):
             shutil.rmtree(out, ignore_errors=True)  # nothing of value was written: leave no trace

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from vid2vid.data.layout import claim_output, frame_path
 from vid2vid.data.teacher_flow import write_flow
@@ -53,3 +54,48 @@ class DatasetWriter:
         if flow is not None:
             write_flow(self.path("flow", sequence, frame), *flow)
         write_image(self.path("images", sequence, frame), image)
+
+
+SYNTHETIC_TASKS = {"dancers": "pose", "street": "street", "faces": "face"}
+
+
+def write_synthetic(kind: str, root: str | Path, *, sequences: int, frames: int, size: tuple[int, int],
+                    seed: int = 0, first_index: int = 0, overwrite: bool = False, progress: bool = True) -> int:
+    """Write sequences first_index.. of a built-in synthetic kind; returns the number of frames written.
+
+    Ground-truth flow is written as teacher flow with confidence 1 where it is exact.
+    """
+    from vid2vid.data import keypoints, synthetic
+
+    if kind not in SYNTHETIC_TASKS:
+        raise ValueError(f"unknown synthetic kind {kind!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
+    if sequences < 1 or frames < 1 or first_index < 0:
+        raise ValueError(f"synth needs --sequences >= 1, --frames >= 1 and --first-index >= 0, got {sequences}, "
+                         f"{frames} and {first_index}")
+    info = {"command": "synth", "kind": kind, "task": SYNTHETIC_TASKS[kind], "sequences": sequences,
+            "frames": frames, "size": list(size), "seed": seed, "first_index": first_index}
+    writer = DatasetWriter(root, info, overwrite=overwrite, image_extension=".png")
+    written = 0
+    indices = range(first_index, first_index + sequences)
+    with tqdm(total=sequences * frames, desc=f"synth {kind}", unit="frame", disable=not progress) as bar:
+        for index in indices:
+            name = f"{kind}{index:04d}"
+            names = [f"{t:05d}" for t in range(frames)]
+            if all(writer.has_frame(name, f) for f in names):
+                bar.update(frames)
+                continue
+            for frame_name, frame in zip(names, synthetic.sequence(kind, index, frames, size, seed), strict=True):
+                bar.update(1)
+                if writer.has_frame(name, frame_name):
+                    continue
+                labels = {}
+                if frame.people is not None:
+                    labels["openpose"] = keypoints.openpose_json(frame.people)
+                if frame.landmarks is not None:
+                    labels["landmarks"] = keypoints.dlib68_json(frame.landmarks)
+                if frame.seg is not None:
+                    labels["seg"] = frame.seg
+                flow = None if frame.flow is None else (frame.flow, frame.flow_valid.astype(np.float32))
+                writer.write_frame(name, frame_name, frame.image, flow=flow, **labels)
+                written += 1
+    return written

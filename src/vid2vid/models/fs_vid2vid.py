@@ -11,7 +11,7 @@ levels, by the reference and the previous output warped onto the target by a flo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,14 @@ from vid2vid.models.outputs import OutputMapping
 from vid2vid.nn.blocks import LEAKY_SLOPE, ConvBlock, LinearBlock, channels_per_level, upsample2x
 from vid2vid.nn.spade import SPADEResBlock
 from vid2vid.nn.warp import warp
+from vid2vid.settings import Settings
 
 
 @dataclass
-class FewShotConfig:
+class FewShotConfig(Settings):
     """Sizes and switches of the few-shot generator; defaults are the official dancing model."""
+
+    SECTION = "few-shot generator"
 
     label_channels: int = 6          # channels of the label maps given to forward()
     image_channels: int = 3
@@ -75,17 +78,6 @@ class FewShotConfig:
     @property
     def network_label_channels(self) -> int:
         return self.label_channels - 3 if self.pose_type == "open" else self.label_channels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FewShotConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown few-shot generator settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 @dataclass

@@ -18,7 +18,7 @@ pixels of background classes and h_F, h_B come from separate output heads.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +30,14 @@ from vid2vid.models.outputs import OutputMapping
 from vid2vid.nn.blocks import LEAKY_SLOPE, channels_per_level, upsample2x
 from vid2vid.nn.spade import SPADEResBlock
 from vid2vid.nn.warp import warp
+from vid2vid.settings import Settings
 
 
 @dataclass
-class Vid2VidConfig:
+class Vid2VidConfig(Settings):
     """Sizes and switches of the vid2vid generator; defaults are the official Cityscapes model."""
+
+    SECTION = "vid2vid generator"
 
     label_channels: int = 35          # one-hot classes
     image_channels: int = 3
@@ -75,16 +78,6 @@ class Vid2VidConfig:
         c = min(self.max_filters, self.num_filters * 2 ** d)
         two = self.temporal_combine == "spade" and d < self.num_multi_spade_layers
         return [c, c] if two else [c]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Vid2VidConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown vid2vid generator settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 @dataclass

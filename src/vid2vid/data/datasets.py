@@ -1,0 +1,346 @@
+"""PyTorch datasets of paired clips: T consecutive frames with their labels and teacher flow, plus K
+reference frames of the same sequence for few-shot vid2vid.
+
+The steps for one sample follow imaginaire's data path, so that its checkpoints see the labels they were
+trained on: frames are resized (smallest side), flipped, labels are rendered at that size, then a crop
+(around the person, around the face, or a random/full window for street scenes) is cut and resized to
+the output size. One geometry is drawn per clip and applied to every frame and label of it; the
+references get their own crop, as in imaginaire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vid2vid.data import DataError, render
+from vid2vid.data.layout import Sequence, scan
+from vid2vid.data.teacher_flow import compose, dis_flow, read_flow
+from vid2vid.data.video import read_id_map, read_image
+
+CROPS = ("person", "face", "random", "resize")
+
+
+@dataclass
+class DataConfig:
+    task: str  # pose | face | street
+    size: tuple[int, int] = (256, 256)  # output (height, width)
+    clip_length: int = 4  # T; the trainer may change it between epochs
+    num_references: int = 0  # K reference frames (few-shot)
+    max_stride: int = 1  # clips take every s-th frame, s drawn from 1..max_stride
+    resize_smallest_side: int | None = None  # resize frames first (imaginaire's resize_smallest_side)
+    crop: str | None = None  # person (pose), face (face), random or resize (street); None: the task's
+    random_scale: float = 0.0  # random crop: window up to this fraction smaller than the output, then resized
+    horizontal_flip: bool = False
+    augment: bool = True  # random crop jitter, scale, flip, limb drop; off for evaluation
+    num_classes: int = 35  # street: one-hot channels (Cityscapes ids)
+    instance_boundaries: bool = False  # street: one more channel with instance edges (needs instance_maps)
+    pose_limb_drop: float = 0.0  # pose: chance to leave out each limb and DensePose part in training (imaginaire: 0.05)
+    pose_face_lines: bool = False  # pose: draw OpenPose face lines (imaginaire's remove_face_labels leaves them out)
+    teacher_flow: bool = True  # return flow to the previous frame (stored, or OpenCV DIS on the fly)
+
+    def __post_init__(self):
+        if self.task not in ("pose", "face", "street"):
+            raise ValueError(f"data task must be pose, face or street, got {self.task!r}")
+        if self.crop is None:
+            self.crop = {"pose": "person", "face": "face", "street": "random"}[self.task]
+        if self.crop not in CROPS:
+            raise ValueError(f"data crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
+        self.size = tuple(self.size)
+        if self.clip_length < 1 or self.num_references < 0 or self.max_stride < 1:
+            raise ValueError("clip_length and max_stride must be >= 1 and num_references >= 0")
+
+    @property
+    def label_channels(self) -> int:
+        if self.task == "pose":
+            return 6  # DensePose IUV (3) + OpenPose colour map (3)
+        if self.task == "face":
+            return 1
+        return self.num_classes + int(self.instance_boundaries)
+
+
+@dataclass
+class Frame:
+    """One frame as read from disk, before any geometry."""
+    image: np.ndarray  # (H, W, 3) uint8
+    people: list | None = None  # pose: OpenPose people
+    densepose: np.ndarray | None = None  # pose: IUV (H, W, 3) uint8
+    landmarks: np.ndarray | None = None  # face: (68, 2)
+    seg: np.ndarray | None = None  # street: (H, W) class ids
+    instance: np.ndarray | None = None  # street: (H, W) instance ids
+    source_size: tuple[int, int] = (0, 0)  # (H, W) of the file, kept through resize and flip
+
+
+def read_frame(sequence: Sequence, index: int) -> Frame:
+    files = sequence.files
+    image = read_image(files["images"][index])
+    frame = Frame(image, source_size=image.shape[:2])
+    if "openpose" in files:
+        frame.people = render.read_openpose_json(files["openpose"][index])
+    if "densepose" in files:
+        frame.densepose = read_image(files["densepose"][index])
+    if "dlib68" in files:
+        frame.landmarks = render.read_landmarks_json(files["dlib68"][index])
+    if "seg" in files:
+        frame.seg = read_id_map(files["seg"][index])
+    if "instance" in files:
+        frame.instance = read_id_map(files["instance"][index])
+    h, w = image.shape[:2]
+    for name in ("densepose", "seg", "instance"):
+        value = getattr(frame, name)
+        if value is not None and value.shape[:2] != (h, w):
+            raise DataError(f"{files[name][index]}: size {value.shape[1]}x{value.shape[0]} differs from its "
+                            f"image {files['images'][index].name} ({w}x{h})")
+    return frame
+
+
+def resize_frame(frame: Frame, scale: float) -> Frame:
+    """The whole frame scaled; keypoints move with the pixels (pixel centres stay centres)."""
+    if scale == 1:
+        return frame
+    h, w = frame.image.shape[:2]
+    size = (round(w * scale), round(h * scale))
+
+    def nearest(a):
+        return None if a is None else cv2.resize(a, size, interpolation=cv2.INTER_NEAREST)
+
+    # Keypoints scale as imaginaire scales them (x * s, no half-pixel shift): its checkpoints saw that.
+    landmarks = None if frame.landmarks is None else frame.landmarks * scale
+    people = None if frame.people is None else [render.scale_person(p, (scale, scale)) for p in frame.people]
+    return Frame(cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA), people, nearest(frame.densepose),
+                 landmarks, nearest(frame.seg), nearest(frame.instance), frame.source_size)
+
+
+def flip_frame(frame: Frame) -> Frame:
+    w = frame.image.shape[1]
+
+    def mirror(a):
+        return None if a is None else np.ascontiguousarray(a[:, ::-1])
+
+    people = None if frame.people is None else render.flip_openpose(frame.people, w)
+    landmarks = None if frame.landmarks is None else render.flip_landmarks(frame.landmarks, w)
+    return Frame(mirror(frame.image), people, mirror(frame.densepose), landmarks, mirror(frame.seg),
+                 mirror(frame.instance), frame.source_size)
+
+
+def crop_resize(array: np.ndarray, box: render.CropBox, size: tuple[int, int], nearest: bool) -> np.ndarray:
+    """array (H, W[, C]) cut to box, padded with edge values where the box leaves the array, and resized
+    to size (height, width)."""
+    top, bottom, left, right = box.top, box.top + box.height, box.left, box.left + box.width
+    h, w = array.shape[:2]
+    pad = [(max(0, -top), max(0, bottom - h)), (max(0, -left), max(0, right - w))] + [(0, 0)] * (array.ndim - 2)
+    if any(p for pair in pad for p in pair):
+        array = np.pad(array, pad, mode="edge")
+        top, bottom, left, right = top + pad[0][0], bottom + pad[0][0], left + pad[1][0], right + pad[1][0]
+    cut = array[top:bottom, left:right]
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    out = cv2.resize(cut, (size[1], size[0]), interpolation=interpolation)
+    return out.reshape(size + array.shape[2:])
+
+
+def crop_resize_flow(flow: np.ndarray, confidence: np.ndarray, box, size) -> tuple[np.ndarray, np.ndarray]:
+    """Flow in pixels follows the crop: vectors scale with the resize."""
+    scale = np.array([size[1] / box.width, size[0] / box.height], np.float32)
+    return crop_resize(flow, box, size, nearest=False) * scale, crop_resize(confidence, box, size, nearest=True)
+
+
+def transform_flow(flow: np.ndarray, confidence: np.ndarray, scale: float, flip: bool):
+    """A stored flow through the frame resize and flip."""
+    if scale != 1:
+        h, w = flow.shape[:2]
+        size = (round(w * scale), round(h * scale))
+        flow = cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR) * scale
+        confidence = cv2.resize(confidence, size, interpolation=cv2.INTER_NEAREST)
+    if flip:
+        flow = flow[:, ::-1] * np.array([-1, 1], np.float32)
+        confidence = confidence[:, ::-1]
+    return np.ascontiguousarray(flow), np.ascontiguousarray(confidence)
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W, C) -> (C, H, W) float32."""
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 RGB (H, W, 3) -> (3, H, W) in [-1, 1]."""
+    return to_tensor(image) / 127.5 - 1
+
+
+class VideoClips(Dataset):
+    """Clips from a dataset folder; item i is a random clip, drawn from a generator seeded by (seed, epoch, i).
+
+    Items are dicts: labels (T, C, H, W), images (T, 3, H, W) in [-1, 1], flow (T, 2, H, W) backward to the
+    previous clip frame and flow_confidence (T, 1, H, W) (zero for the first frame), ref_labels and ref_images
+    (K, ...) when K > 0, and the sequence name and frame names.
+    """
+
+    def __init__(self, root: str | Path, cfg: DataConfig, seed: int = 0, length: int | None = None):
+        self.root = Path(root)
+        self.cfg = cfg
+        self.seed = seed
+        self.epoch = 0
+        self.sequences = scan(root, cfg.task)
+        longest = max(len(s) for s in self.sequences)
+        if longest < cfg.clip_length + cfg.num_references:
+            raise DataError(f"{root}: the longest sequence has {longest} frames; clips of {cfg.clip_length} "
+                            f"frames with {cfg.num_references} references need {cfg.clip_length + cfg.num_references}")
+        self.length = length or sum(len(s) for s in self.sequences)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_clip_length(self, clip_length: int) -> None:
+        longest = max(len(s) for s in self.sequences)
+        if clip_length + self.cfg.num_references > longest:
+            raise DataError(f"{self.root}: clips of {clip_length} frames need longer sequences (longest: {longest})")
+        self.cfg.clip_length = clip_length
+
+    def choose(self, rng: np.random.Generator) -> tuple[Sequence, list[int], list[int]]:
+        """A sequence, the clip's frame indices and the references' (disjoint from the clip)."""
+        cfg = self.cfg
+        stride = int(rng.integers(1, cfg.max_stride + 1))
+        span = (cfg.clip_length - 1) * stride + 1
+        if not any(len(s) >= span + cfg.num_references for s in self.sequences):
+            stride, span = 1, cfg.clip_length
+        candidates = [s for s in self.sequences if len(s) >= span + cfg.num_references]
+        sequence = candidates[int(rng.integers(len(candidates)))]
+        start = int(rng.integers(0, len(sequence) - span + 1))
+        clip = list(range(start, start + span, stride))
+        others = [i for i in range(len(sequence)) if i < start or i >= start + span]
+        refs = sorted(rng.choice(others, size=cfg.num_references, replace=False).tolist()) if cfg.num_references else []
+        return sequence, clip, refs
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        sequence, clip, refs = self.choose(rng)
+        return self.load(sequence, clip, refs, rng)
+
+    def load(self, sequence: Sequence, clip: list[int], refs: list[int], rng: np.random.Generator | None) -> dict:
+        """The sample for given frame indices; rng None means no random augmentation."""
+        cfg = self.cfg
+        augment = rng if cfg.augment else None
+        flip = bool(cfg.horizontal_flip and augment is not None and augment.random() < 0.5)
+        dropped = render.sample_dropped_parts(augment, cfg.pose_limb_drop) if augment is not None else ()
+        face_scale = render.random_face_crop_jitter(augment)[1] if augment is not None else (1.0, 1.0)
+        frames = [self.working_frame(sequence, i, flip) for i in clip]
+        labels = [self.render(f, augment, dropped) for f in frames]
+        box = self.crop_box(frames, labels, augment, face_scale)
+        sample = {
+            "labels": torch.stack([to_tensor(crop_resize(x, box, cfg.size, nearest=self.nearest_labels))
+                                   for x in labels]),
+            "images": torch.stack([image_to_tensor(crop_resize(f.image, box, cfg.size, nearest=False))
+                                   for f in frames]),
+            "sequence": sequence.name,
+            "frames": [sequence.frames[i] for i in clip],
+        }
+        if cfg.teacher_flow:
+            sample["flow"], sample["flow_confidence"] = self.flows(sequence, clip, frames, box, flip, sample)
+        if refs:
+            ref_frames = [self.working_frame(sequence, i, flip) for i in refs]
+            ref_labels = [self.render(f, augment, dropped) for f in ref_frames]
+            ref_box = self.crop_box(ref_frames, ref_labels, augment, face_scale, reference=True)
+            sample["ref_labels"] = torch.stack([to_tensor(crop_resize(x, ref_box, cfg.size, self.nearest_labels))
+                                                for x in ref_labels])
+            sample["ref_images"] = torch.stack([image_to_tensor(crop_resize(f.image, ref_box, cfg.size, False))
+                                                for f in ref_frames])
+        return sample
+
+    @property
+    def nearest_labels(self) -> bool:
+        return self.cfg.task != "face"  # imaginaire resizes face edge maps bilinearly, the others nearest
+
+    def scale_for(self, image: np.ndarray) -> float:
+        side = self.cfg.resize_smallest_side
+        return 1.0 if side is None else side / min(image.shape[:2])
+
+    def working_frame(self, sequence: Sequence, index: int, flip: bool) -> Frame:
+        frame = read_frame(sequence, index)
+        frame = resize_frame(frame, self.scale_for(frame.image))
+        return flip_frame(frame) if flip else frame
+
+    def render(self, frame: Frame, rng: np.random.Generator | None, dropped_parts: tuple[int, ...]) -> np.ndarray:
+        """The frame's label map (H, W, C) float32 at the working size."""
+        cfg = self.cfg
+        h, w = frame.image.shape[:2]
+        if cfg.task == "pose":
+            person = render.largest_person(frame.people)
+            pose = render.draw_openpose(person, h, w, with_face=cfg.pose_face_lines, drop_prob=cfg.pose_limb_drop,
+                                        rng=rng if cfg.pose_limb_drop > 0 else None)
+            if frame.densepose is None:
+                densepose = np.full((h, w, 3), -1, np.float32)  # what DensePose's background encodes to
+            else:
+                densepose = render.densepose_to_label(frame.densepose, dropped_parts)
+            return np.concatenate([densepose, render.label_to_float(pose, signed=True)], axis=2)
+        if cfg.task == "face":
+            edges = render.draw_face_edges(frame.landmarks, h, w)
+            return render.label_to_float(edges[:, :, None], signed=False)
+        one_hot = render.segmentation_one_hot(frame.seg, cfg.num_classes)
+        if cfg.instance_boundaries:
+            if frame.instance is None:
+                raise DataError(f"{self.root}: instance_boundaries is on but there is no instance_maps/ folder")
+            return np.concatenate([one_hot, render.instance_boundaries(frame.instance)[:, :, None]], axis=2)
+        return one_hot
+
+    def crop_box(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
+                 face_scale: tuple[float, float], reference: bool = False) -> render.CropBox:
+        """One box for a group of frames (the clip, or the references), in working pixels."""
+        cfg = self.cfg
+        h, w = frames[0].image.shape[:2]
+        if cfg.crop == "person":
+            scale, offset = render.random_person_crop_jitter(rng, reference) if rng is not None else (1.5, (0, 0))
+            has_densepose = frames[0].densepose is not None
+            # imaginaire takes the pixels where the DensePose channels are positive; without DensePose, the
+            # OpenPose drawing (anything above its -1 background).
+            foreground = np.stack([x[:, :, :3] > 0 if has_densepose else (x[:, :, 3:] > -1).any(axis=2)
+                                   for x in labels])
+            if has_densepose:
+                foreground = foreground.any(axis=3)
+            return render.person_crop_box(foreground, cfg.size[1] / cfg.size[0], scale, offset)
+        if cfg.crop == "face":
+            offset = render.random_face_crop_jitter(rng, face_scale)[0] if rng is not None else (0.0, 0.0)
+            return render.face_crop_box(frames[0].landmarks, (h, w), offset, face_scale)
+        if cfg.crop == "resize":
+            return render.CropBox(0, 0, h, w)
+        # random: a window of the output's aspect ratio, as large as fits, made smaller by up to random_scale
+        scale = min(h / cfg.size[0], w / cfg.size[1])
+        if rng is not None and cfg.random_scale > 0:
+            scale /= 1 + rng.uniform(0, cfg.random_scale)
+        ch, cw = round(cfg.size[0] * scale), round(cfg.size[1] * scale)
+        top = int(rng.integers(0, h - ch + 1)) if rng is not None else (h - ch) // 2
+        left = int(rng.integers(0, w - cw + 1)) if rng is not None else (w - cw) // 2
+        return render.CropBox(top, left, ch, cw)
+
+    def flows(self, sequence: Sequence, clip: list[int], frames: list[Frame], box, flip: bool, sample: dict):
+        """Backward flow of each clip frame to the clip frame before it, and its confidence."""
+        cfg = self.cfg
+        stored = sequence.files.get("flow")
+        size = cfg.size
+        flows = [np.zeros(size + (2,), np.float32)]
+        confidences = [np.zeros(size, np.float32)]
+        for t in range(1, len(clip)):
+            steps = range(clip[t - 1] + 1, clip[t] + 1)
+            if stored is not None and all(stored[i] is not None for i in steps):
+                flow, confidence = None, None
+                for i in steps:  # chain stored flows back across the stride
+                    f, c = read_flow(stored[i], frames[t].source_size)
+                    flow, confidence = (f, c) if flow is None else compose(f, flow, c, confidence)
+                flow, confidence = transform_flow(flow, confidence, self.scale_for(frames[t].image), flip)
+                flow, confidence = crop_resize_flow(flow, confidence, box, size)
+            else:
+                current = ((sample["images"][t].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+                previous = ((sample["images"][t - 1].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+                flow, confidence = dis_flow(current, previous)
+            flows.append(flow)
+            confidences.append(confidence)
+        return (torch.stack([to_tensor(f) for f in flows]),
+                torch.stack([torch.from_numpy(np.ascontiguousarray(c, np.float32))[None] for c in confidences]))
+

@@ -1,0 +1,310 @@
+"""Pose, face and hand keypoints from images with MediaPipe, as OpenPose BODY_25 / face-70 / hand-21 and dlib-68.
+
+MediaPipe (the optional extra `vid2vid[extract]`, legacy `mp.solutions` API) finds 33 body, 478 face (468 mesh +
+10 iris) and 21 + 21 hand landmarks. The tables below map them onto the layouts our datasets store, the same as
+imaginaire's: `poses-openpose/*.json` (OpenPose 1.x JSON) and `landmarks-dlib68/*.json` (a list of 68 [x, y]).
+The tables and the JSON writers need only numpy; MediaPipe is imported when an extractor is built.
+Left and right are always the person's own, in MediaPipe as in OpenPose; dlib-68 numbers the jaw from the
+image-left end, which on a frontal face is the person's right side.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+INSTALL_HINT = 'pose/face extraction needs MediaPipe: pip install "vid2vid[extract]"'
+
+
+class MissingExtra(RuntimeError):
+    """An optional dependency is not installed; the message is one line saying what to install."""
+
+
+# MediaPipe Pose landmarks in index order (mediapipe.solutions.pose.PoseLandmark).
+POSE33_NAMES = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
+    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
+    "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+)
+
+# OpenPose BODY_25 in index order (OpenPose doc/02_output.md).
+BODY25_NAMES = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip", "RHip", "RKnee",
+    "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar", "LBigToe", "LSmallToe", "LHeel",
+    "RBigToe", "RSmallToe", "RHeel",
+)
+
+# BODY_25 point <- the mean of these MediaPipe Pose points; its confidence is the least of their visibilities.
+# Synthesized: Neck (mid-shoulders) and MidHip (mid-hips); OpenPose's own neck and mid-hip sit within 1% of body
+# height of these. Approximated: MediaPipe has one toe point (foot_index, the tip of the foot), so BigToe and
+# SmallToe are both that point. The other 21 are the same anatomical points in both.
+BODY25_FROM_POSE33 = (
+    (0,),       # Nose
+    (11, 12),   # Neck = midpoint of the shoulders
+    (12,),      # RShoulder
+    (14,),      # RElbow
+    (16,),      # RWrist
+    (11,),      # LShoulder
+    (13,),      # LElbow
+    (15,),      # LWrist
+    (23, 24),   # MidHip = midpoint of the hips
+    (24,),      # RHip
+    (26,),      # RKnee
+    (28,),      # RAnkle
+    (23,),      # LHip
+    (25,),      # LKnee
+    (27,),      # LAnkle
+    (5,),       # REye
+    (2,),       # LEye
+    (8,),       # REar
+    (7,),       # LEar
+    (31,),      # LBigToe <- left_foot_index
+    (31,),      # LSmallToe <- left_foot_index (approximate)
+    (29,),      # LHeel
+    (32,),      # RBigToe <- right_foot_index
+    (32,),      # RSmallToe <- right_foot_index (approximate)
+    (30,),      # RHeel
+)
+
+# OpenPose hand-21 <- MediaPipe hand-21: the same points in the same order (wrist, then thumb CMC/MCP/IP/tip and
+# index/middle/ring/little MCP/PIP/DIP/tip), so the table is the identity.
+HAND21_FROM_MEDIAPIPE = tuple(range(21))
+
+# dlib-68 (iBUG 300-W order) <- MediaPipe FaceMesh index. Chosen on anatomy first (the mesh's own contours: face
+# oval, upper brow line, eye and lip rings), then, among neighbours, by distance to dlib and OpenPose reference
+# landmarks (docs/data.md has the figures). Each left/right pair of dlib points maps to a mirror pair of mesh points.
+DLIB68_FROM_FACEMESH = (
+    # 0-16 jaw, on the face-oval contour from the right ear's level through the chin (152) to the left
+    127, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 356,
+    # 17-21 right brow, outer to inner; 22-26 left brow, inner to outer (upper edge of the brow)
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    # 27-30 nose bridge, top to tip; 31-35 lower edge of the nose, right to left
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    # 36-41 right eye, 42-47 left eye: outer/inner corner, two upper-lid points, corner, two lower-lid points
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    # 48-59 outer lip ring from the right corner over the upper lip, 60-67 inner lip ring the same way
+    61, 40, 37, 0, 267, 270, 291, 405, 314, 17, 84, 181,
+    78, 82, 13, 312, 308, 317, 14, 87,
+)
+
+# OpenPose face-70 = dlib-68 + 68 right pupil, 69 left pupil: MediaPipe's iris centres (478-point mesh).
+FACE70_FROM_FACEMESH = DLIB68_FROM_FACEMESH + (468, 473)
+
+# MediaPipe's documented visibility cut-off (drawing_utils); below it a body point is written as OpenPose writes
+# an undetected one: x = y = confidence = 0.
+MIN_VISIBILITY = 0.5
+
+_MID_HIP = BODY25_NAMES.index("MidHip")
+
+
+def map_points(points: np.ndarray, table) -> np.ndarray:
+    """(N, 3) x, y, confidence -> (len(table), 3). An entry is one index or a tuple whose points are averaged;
+    the confidence of an average is the least of its parts'."""
+    rows = [np.atleast_1d(entry) for entry in table]
+    xy = np.stack([points[r, :2].mean(0) for r in rows])
+    conf = np.array([points[r, 2].min() for r in rows])
+    return np.concatenate([xy, conf[:, None]], axis=1)
+
+
+def openpose_person(body=None, face=None, hand_left=None, hand_right=None) -> dict:
+    """One OpenPose person from (25, 3), (70, 3), (21, 3), (21, 3) arrays of x, y, confidence; None -> zeros."""
+    def flat(points, n):
+        points = np.zeros((n, 3)) if points is None else np.asarray(points, dtype=np.float64).reshape(n, 3)
+        return [round(float(v), 3) for v in points.ravel()]
+    return {"pose_keypoints_2d": flat(body, 25), "face_keypoints_2d": flat(face, 70),
+            "hand_left_keypoints_2d": flat(hand_left, 21), "hand_right_keypoints_2d": flat(hand_right, 21)}
+
+
+def openpose_json(people: list[dict]) -> dict:
+    """The OpenPose 1.3 JSON document for one frame (what OpenPose's --write_json writes); read it back with
+    `render.read_openpose_json`."""
+    empty_3d = {part: [] for part in ("pose_keypoints_3d", "face_keypoints_3d", "hand_left_keypoints_3d",
+                                      "hand_right_keypoints_3d")}
+    return {"version": 1.3, "people": [{"person_id": [-1], **person, **empty_3d} for person in people]}
+
+
+def dlib68_json(points: np.ndarray) -> list:
+    """(68, 2) landmarks -> the JSON list of imaginaire's landmarks-dlib68 files, [[x, y], ...] in pixels; read it
+    back with `render.read_landmarks_json`."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"dlib-68 landmarks must be (68, 2), got {points.shape}")
+    return [[round(float(x), 2), round(float(y), 2)] for x, y in points]
+
+
+def _import_mediapipe():
+    try:
+        import mediapipe
+    except ImportError as error:
+        raise MissingExtra(INSTALL_HINT) from error
+    return mediapipe
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+
+
+def _pixels(landmarks, box, confidence: bool) -> np.ndarray:
+    """MediaPipe landmarks normalised to a crop -> (N, 3) x, y, confidence in the full image's pixels.
+    No half-pixel shift: x * width as it is lands closer to OpenPose's and dlib's points than x * width - 0.5.
+    Face and hand landmarks carry no score in the legacy API: a found face or hand gets confidence 1."""
+    x0, y0, w, h = box
+    return np.array([[x0 + p.x * w, y0 + p.y * h, min(max(p.visibility, 0.0), 1.0) if confidence else 1.0]
+                     for p in landmarks.landmark])
+
+
+def _keep_visible(points: np.ndarray, width: int, height: int, min_confidence: float) -> np.ndarray:
+    """Zero the points OpenPose would not report: low confidence or outside the image."""
+    x, y, c = points.T
+    keep = (c >= min_confidence) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    return np.where(keep[:, None], points, 0.0)
+
+
+def _bounds(person: dict) -> tuple[float, float, float, float]:
+    """x0, y0, x1, y1 of a person's detected body points."""
+    body = np.asarray(person["pose_keypoints_2d"]).reshape(25, 3)
+    body = body[body[:, 2] > 0]
+    return body[:, 0].min(), body[:, 1].min(), body[:, 0].max(), body[:, 1].max()
+
+
+def _contains(bounds, x: float, y: float) -> bool:
+    return bounds[0] <= x <= bounds[2] and bounds[1] <= y <= bounds[3]
+
+
+class PoseExtractor:
+    """RGB frame -> OpenPose people (BODY_25 + face-70 + hands) with MediaPipe Holistic, model_complexity 1.
+
+    Single-person mode runs on the whole frame and finds at most one person, the most prominent. With
+    `multi_person`, OpenCV's HOG people detector then proposes boxes; each box whose centre is not already on a
+    found person is padded to a square (Holistic wants the whole body with a margin), upscaled so its longer side
+    is at least `crop_size`, and run on its own; a pose found there counts only with its hips visible, and its
+    points are mapped back to the frame. HOG's window is 128 px high, so people shorter than about 100 px are
+    found only when `min_person_height` says so (the frame is upscaled for HOG by 96 / min_person_height).
+    `tracking` lets MediaPipe follow the person from one call to the next (consecutive video frames, single
+    person); without it each frame is independent.
+    """
+
+    def __init__(self, multi_person: bool = False, tracking: bool = False, min_person_height: int = 96,
+                 crop_size: int = 512, min_confidence: float = MIN_VISIBILITY):
+        if multi_person and tracking:
+            raise ValueError("tracking follows one person; it cannot be combined with multi_person")
+        mp = _import_mediapipe()
+        self.min_person_height, self.crop_size, self.min_confidence = min_person_height, crop_size, min_confidence
+        self._hog = _people_detector() if multi_person else None
+        self._holistic = mp.solutions.holistic.Holistic(
+            static_image_mode=not tracking, model_complexity=1, refine_face_landmarks=True)
+
+    def __call__(self, image: np.ndarray) -> list[dict]:
+        _check_image(image)
+        height, width = image.shape[:2]
+        people = []
+        whole = self._person(image, (0, 0, width, height))
+        if whole is not None:
+            people.append(whole)
+        if self._hog is None:
+            return people
+        for box in self._people_boxes(image):
+            x, y, w, h = box
+            if any(_contains(_bounds(p), x + w / 2, y + h / 2) for p in people):
+                continue
+            person = self._person(image, _square_crop(box, width, height))
+            # HOG proposes whole standing bodies; a pose without hips in its box is MediaPipe seeing a person in
+            # something else (a church tower in a Cityscapes frame gave a confident head and shoulders).
+            if person is None or person["pose_keypoints_2d"][3 * _MID_HIP + 2] == 0:
+                continue
+            x0, y0, x1, y1 = _bounds(person)
+            if not any(_contains(_bounds(p), (x0 + x1) / 2, (y0 + y1) / 2) for p in people):
+                people.append(person)
+        return people
+
+    def _person(self, image: np.ndarray, box: tuple[int, int, int, int]) -> dict | None:
+        x0, y0, w, h = box
+        crop = image[y0:y0 + h, x0:x0 + w]
+        scale = self.crop_size / max(w, h)
+        if scale > 1:  # normalised landmarks do not depend on the crop's resolution, so no scale to undo
+            crop = cv2.resize(crop, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
+        result = self._holistic.process(np.ascontiguousarray(crop))
+        if result.pose_landmarks is None:
+            return None
+        height, width = image.shape[:2]
+
+        def part(landmarks, table, confidence):
+            if landmarks is None:
+                return None
+            points = map_points(_pixels(landmarks, box, confidence), table)
+            return _keep_visible(points, width, height, self.min_confidence)
+
+        body = part(result.pose_landmarks, BODY25_FROM_POSE33, True)
+        if not (body[:, 2] > 0).any():
+            return None
+        return openpose_person(body, part(result.face_landmarks, FACE70_FROM_FACEMESH, False),
+                               part(result.left_hand_landmarks, HAND21_FROM_MEDIAPIPE, False),
+                               part(result.right_hand_landmarks, HAND21_FROM_MEDIAPIPE, False))
+
+    def _people_boxes(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        scale = max(1.0, 96 / self.min_person_height)
+        if scale > 1:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        boxes, _ = self._hog.detectMultiScale(image, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        return [tuple(float(v) / scale for v in box) for box in boxes]
+
+    def close(self) -> None:
+        self._holistic.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _people_detector():
+    # opencv-python(-headless) 5 moved HOG out of the main package; opencv-contrib-python still has it.
+    if not hasattr(cv2, "HOGDescriptor"):
+        raise MissingExtra("multi-person extraction needs OpenCV's HOG people detector: "
+                           "pip install opencv-contrib-python (or opencv-python-headless<5)")
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+    return hog
+
+
+def _square_crop(box, width: int, height: int, margin: float = 0.25) -> tuple[int, int, int, int]:
+    """x, y, w, h of a square around a HOG box, its side the box's height plus `margin` of it, clipped to the image."""
+    x, y, w, h = box
+    side = h * (1 + margin)
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
+    x1, y1 = min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+class FaceExtractor:
+    """RGB frame -> dlib-68 landmarks, (68, 2) float32 pixels, of one face (MediaPipe FaceMesh with its iris
+    refinement, which also moves the eye contours closer to dlib's), or None where no face is found.
+    `tracking` lets MediaPipe follow the face across consecutive video frames."""
+
+    def __init__(self, tracking: bool = False):
+        mp = _import_mediapipe()
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=not tracking, max_num_faces=1,
+                                                     refine_landmarks=True)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        _check_image(image)
+        result = self._mesh.process(image)
+        if not result.multi_face_landmarks:
+            return None
+        height, width = image.shape[:2]
+        points = _pixels(result.multi_face_landmarks[0], (0, 0, width, height), False)
+        return points[list(DLIB68_FROM_FACEMESH), :2].astype(np.float32)
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

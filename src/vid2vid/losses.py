@@ -1,0 +1,256 @@
+"""Training losses: GAN, discriminator feature matching, VGG19 perceptual, flow, warp, occlusion mask, L1.
+
+The terms and their weights are those of NVIDIA imaginaire's vid2vid and few-shot vid2vid trainers; each
+function's docstring gives its formula. All of them return a float32 scalar-shaped tensor, average over
+every element they see, and work under autocast (no float64, nothing in place).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vid2vid.settings import Settings
+
+GAN_MODES = ("hinge", "least_squares", "non_saturating")
+
+
+@dataclass
+class LossWeights(Settings):
+    """Weights of the generator's loss terms; defaults are imaginaire's recipes (dancing, face, Cityscapes
+    share them) and the vid2vid paper's weight for the temporal D, which those recipes leave out."""
+
+    SECTION = "loss weight"
+
+    gan: float = 1.0
+    feature_matching: float = 10.0   # also weighs the temporal and region Ds' feature matching
+    perceptual: float = 10.0
+    flow: float = 10.0               # imaginaire weighs flow L1, warp and mask terms all by its `flow`
+    warp: float = 10.0
+    mask: float = 10.0
+    temporal_gan: float = 1.0
+    region_gan: float = 10.0         # face (and hand) D; imaginaire's dancing face D has loss_weight 10
+    l1: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------------- GAN
+
+
+def gan_loss(logits_list: Sequence[torch.Tensor], target_is_real: bool, for_discriminator: bool,
+             mode: str = "hinge") -> torch.Tensor:
+    """GAN loss of a multi-scale D: the mean over scales of the mean over each scale's logits x of
+
+        hinge           D: max(0, 1 - x) for real, max(0, 1 + x) for fake;   G: -x
+        least_squares   0.5 (x - 1)^2 for real, 0.5 x^2 for fake (G: as real)
+        non_saturating  softplus(-x) for real, softplus(x) for fake (G: as real), i.e. BCE on logits
+
+    Scales are averaged after their own means so that the finest scale's many patches do not dominate.
+    The generator's loss is asked for with target_is_real=True, for_discriminator=False.
+    """
+    if mode not in GAN_MODES:
+        raise ValueError(f"gan mode must be one of {', '.join(GAN_MODES)}, got {mode!r}")
+    if not for_discriminator and not target_is_real:
+        raise ValueError("the generator's GAN loss targets real")
+    sign = 1.0 if target_is_real else -1.0
+    losses = []
+    for x in logits_list:
+        x = x.float()
+        if mode == "hinge":
+            loss = F.relu(1 - sign * x).mean() if for_discriminator else -x.mean()
+        elif mode == "least_squares":
+            loss = 0.5 * (x - (1.0 if target_is_real else 0.0)).square().mean()
+        else:
+            loss = F.softplus(-sign * x).mean()
+        losses.append(loss)
+    return torch.stack(losses).mean()
+
+
+def feature_matching_loss(fake_features: Sequence[Sequence[torch.Tensor]],
+                          real_features: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """sum over D scales i and layers j of mean |f_ij - r_ij| / num_scales, the real features detached.
+
+    Arguments are per scale lists of the D's block outputs (PatchOutput.features) for fake and real inputs.
+    """
+    if len(fake_features) != len(real_features):
+        raise ValueError(f"{len(fake_features)} fake and {len(real_features)} real scales")
+    total = fake_features[0][0].new_zeros((), dtype=torch.float32)
+    for fake_scale, real_scale in zip(fake_features, real_features, strict=True):
+        for fake, real in zip(fake_scale, real_scale, strict=True):
+            total = total + F.l1_loss(fake.float(), real.detach().float())
+    return total / len(fake_features)
+
+
+# ---------------------------------------------------------------------------------------- pixel losses
+
+
+def l1(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """mean over all elements of input of weight * |input - target|; weight broadcasts (e.g. (B, 1, H, W)
+    over channels). Zero-weight pixels add nothing but still count in the mean (imaginaire's masked L1)."""
+    diff = (input.float() - target.float()).abs()
+    if weight is not None:
+        diff = diff * weight.float()
+    return diff.mean()
+
+
+def flow_loss(pred_flow: torch.Tensor, teacher_flow: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """mean of c * |f - f_teacher| over (B, 2, H, W), c the teacher's confidence (B, 1, H, W) in [0, 1].
+
+    For pose data imaginaire multiplies the confidence by the dilated foreground mask; pass that product.
+    """
+    return l1(pred_flow, teacher_flow, confidence)
+
+
+def warp_loss(warped: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """mean of w * |warped - target|: an image warped by the predicted flow against the real target frame.
+
+    imaginaire uses no weight (warped previous output and warped reference vs the real frame); the paper
+    weighs it by the teacher flow's confidence.
+    """
+    return l1(warped, target, weight)
+
+
+def mask_loss(mask: torch.Tensor, warped: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pulls the occlusion mask m (B, 1, H, W), the weight of the newly generated image, to 0 where the
+    warped image already matches the real frame and to 1 where it does not:
+
+        c = clamp(1 - sum_channels |warped - target|, 0, 1)
+        loss = mean(c * |m - 0|) + mean((1 - c) * |m - 1|)
+
+    c is detached here; imaginaire lets this term's gradient also reach the flow through c.
+    """
+    with torch.no_grad():
+        confidence = (1 - (warped.float() - target.float()).abs().sum(dim=1, keepdim=True)).clamp(0, 1)
+    return l1(mask, torch.zeros_like(mask), confidence) + l1(mask, torch.ones_like(mask), 1 - confidence)
+
+
+# ------------------------------------------------------------------------------------------ perceptual
+
+# torchvision's vgg19().features: conv widths, "M" a 2x2 max pool. A conv at index i has its ReLU at i + 1.
+VGG19_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+VGG19_LAYERS = {"relu_1_1": 1, "relu_1_2": 3, "relu_2_1": 6, "relu_2_2": 8,
+                "relu_3_1": 11, "relu_3_2": 13, "relu_3_3": 15, "relu_3_4": 17,
+                "relu_4_1": 20, "relu_4_2": 22, "relu_4_3": 24, "relu_4_4": 26,
+                "relu_5_1": 29, "relu_5_2": 31, "relu_5_3": 33, "relu_5_4": 35}
+PERCEPTUAL_LAYERS = ("relu_1_1", "relu_2_1", "relu_3_1", "relu_4_1", "relu_5_1")
+PERCEPTUAL_WEIGHTS = (0.03125, 0.0625, 0.125, 0.25, 1.0)
+VGG19_HUB_FILE = "vgg19-dcbb9e9d.pth"  # the name torchvision gives its ImageNet VGG19 in the hub cache
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG19Features(nn.Module):
+    """The convolutional part of VGG19, laid out as torchvision's `vgg19().features` so that its state dict
+    keys (features.0.weight ... features.34.bias) load unchanged. ReLUs are not in place."""
+
+    def __init__(self):
+        super().__init__()
+        layers, channels = [], 3
+        for item in VGG19_PLAN:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU()]
+                channels = item
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        """Outputs of the layers at the given indices of `features`, in that order; stops at the last."""
+        wanted = {index: None for index in indices}
+        for i, layer in enumerate(self.features[:max(indices) + 1]):
+            x = layer(x)
+            if i in wanted:
+                wanted[i] = x
+        return [wanted[index] for index in indices]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_vgg19(path: str | Path | None = None) -> VGG19Features | None:
+    """ImageNet VGG19 features for the perceptual loss, frozen and in eval mode, from a torchvision-format
+    state dict at `path`, or when path is None from the torch hub cache (hub_dir/checkpoints/vgg19-dcbb9e9d.pth).
+
+    With no path and nothing cached it warns and returns None: train without the perceptual loss rather
+    than with random VGG weights. A configured path that is missing or unusable raises a one-line
+    ValueError naming the file. Keys outside `features.` (torchvision's classifier) are ignored.
+    """
+    if path is None:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_HUB_FILE
+        if not path.is_file():
+            warnings.warn(f"no VGG19 weights at {path}: training without the perceptual loss "
+                          "(configure a torchvision vgg19 state dict to use it)", stacklevel=2)
+            return None
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such VGG19 weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged or foreign file
+        raise ValueError(f"{path}: not readable as VGG19 weights ({_first_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds a {type(state).__name__}, not a torchvision vgg19 state dict")
+    vgg = VGG19Features()
+    expected = vgg.state_dict()
+    features = {k: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}
+    missing = sorted(set(expected) - set(features))
+    unexpected = sorted(set(features) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path}: not a torchvision vgg19 state dict (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    for key, value in features.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{path}: {key} is {shape}, VGG19 needs {tuple(expected[key].shape)}")
+    vgg.load_state_dict(features)
+    return vgg.eval().requires_grad_(False)
+
+
+class PerceptualLoss(nn.Module):
+    """sum over scales s and layers l of w_l * mean |phi_l(D^s N(fake)) - phi_l(D^s N(real))|
+
+    phi_l: VGG19 activations; N: [-1, 1] images to ImageNet-normalised ([0, 1], then mean/std per channel);
+    D^s: s halvings (bilinear, no corner alignment), s = 0 .. num_scales - 1. Real features are computed
+    without gradient. Defaults: imaginaire's recipes (relu_1_1 .. relu_5_1 weighted 1/32 .. 1, 3 scales);
+    the smallest scale must stay at least 16 pixels for relu_5_1.
+    """
+
+    def __init__(self, vgg: VGG19Features, layers: Sequence[str] = PERCEPTUAL_LAYERS,
+                 weights: Sequence[float] = PERCEPTUAL_WEIGHTS, num_scales: int = 3):
+        super().__init__()
+        unknown = [name for name in layers if name not in VGG19_LAYERS]
+        if unknown:
+            raise ValueError(f"unknown VGG19 layers {unknown}; known: {', '.join(VGG19_LAYERS)}")
+        if len(layers) != len(weights):
+            raise ValueError(f"{len(layers)} perceptual layers but {len(weights)} weights")
+        self.vgg = vgg.eval().requires_grad_(False)
+        self.indices = [VGG19_LAYERS[name] for name in layers]
+        self.weights = list(weights)
+        self.num_scales = num_scales
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return ((images + 1) / 2 - self.mean) / self.std
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """fake, real: (B, 3, H, W) in [-1, 1]."""
+        fake, real = self.normalize(fake), self.normalize(real)
+        total = fake.new_zeros((), dtype=torch.float32)
+        for scale in range(self.num_scales):
+            if scale > 0:
+                size = (fake.shape[-2] // 2, fake.shape[-1] // 2)
+                fake = F.interpolate(fake, size=size, mode="bilinear", align_corners=False)
+                real = F.interpolate(real, size=size, mode="bilinear", align_corners=False)
+            with torch.no_grad():
+                real_features = self.vgg(real, self.indices)
+            for weight, f, r in zip(self.weights, self.vgg(fake, self.indices), real_features, strict=True):
+                total = total + weight * F.l1_loss(f.float(), r.float())
+        return total
