@@ -10,6 +10,7 @@ from vid2vid.cli import main
 from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import read_marker, scan
+from vid2vid.data.video import write_image
 from vid2vid.nn.warp import warp
 
 
@@ -156,4 +157,14 @@ def test_unreadable_label_names_the_file(synth_root, tmp_path):
     bad.write_text('{"people": [{"pose_keypoints_2d": [1, 2]}]}')
     clips = VideoClips(root, DataConfig(task="pose", size=(32, 32), clip_length=8, augment=False))
     with pytest.raises(DataError, match="00002.json"):
+        clips.load(clips.sequences[0], list(range(8)), [], None)
+
+
+def test_frames_of_different_sizes_name_the_file(synth_root, tmp_path):
+    root = tmp_path / "faces"
+    shutil.copytree(synth_root / "faces", root)
+    image = root / "images" / "faces0000" / "00003.png"
+    write_image(image, np.zeros((32, 32, 3), np.uint8))
+    clips = VideoClips(root, DataConfig(task="face", size=(32, 32), clip_length=8, augment=False, teacher_flow=False))
+    with pytest.raises(DataError, match="00003.png: size 32x32 differs from the sequence's 96x64"):
         clips.load(clips.sequences[0], list(range(8)), [], None)

@@ -232,6 +232,10 @@ class VideoClips(Dataset):
         dropped = render.sample_dropped_parts(augment, cfg.pose_limb_drop) if augment is not None else ()
         face_scale = render.random_face_crop_jitter(augment)[1] if augment is not None else (1.0, 1.0)
         frames = [self.working_frame(sequence, i, flip) for i in clip]
+        for i, frame in zip(clip[1:], frames[1:], strict=True):
+            if frame.source_size != frames[0].source_size:
+                (h, w), (h0, w0) = frame.source_size, frames[0].source_size
+                raise DataError(f"{sequence.files['images'][i]}: size {w}x{h} differs from the sequence's {w0}x{h0}")
         labels = [self.render(f, augment, dropped) for f in frames]
         box = self.crop_box(frames, labels, augment, face_scale)
         sample = {
