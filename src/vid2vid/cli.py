@@ -65,6 +65,28 @@ def cmd_synth(args: argparse.Namespace) -> None:
           f"({written} frames written)")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from vid2vid.train import TrainingError, load_train_config, train
+
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = args.config or run_dir / "config.yaml"
+    elif args.config is None:
+        raise UserError("train needs --config CONFIG.yaml (or --resume RUN_DIR)")
+    else:
+        config = args.config
+        run_dir = run_dir or Path("runs") / Path(args.config).stem
+    if args.resume and args.data:
+        raise UserError("--data cannot change the data of a run being resumed")
+    cfg = load_train_config(config, data_root=args.data)
+    try:
+        result = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+    except TrainingError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{run_dir}: trained to iteration {result.iteration}; generator: {result.last_checkpoint}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vid2vid", description="Video-to-video synthesis.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -93,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(run=cmd_prepare)
+
+    tr = sub.add_parser("train", help="train a generator (vid2vid or few-shot vid2vid)")
+    tr.add_argument("--config", help="training config: a YAML file or a recipe name (train_dancers_cpu, ...)")
+    tr.add_argument("--data", help="dataset folder (replaces the config's data_root)")
+    tr.add_argument("--run-dir", help="where checkpoints and logs go (default runs/CONFIG_NAME)")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    tr.add_argument("--overwrite", action="store_true", help="start again in a run folder that holds a run")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(run=cmd_train)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
     synth.add_argument("kind", choices=["dancers", "street", "faces"])

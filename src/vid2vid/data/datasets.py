@@ -22,12 +22,17 @@ from vid2vid.data import DataError, render
 from vid2vid.data.layout import Sequence, scan
 from vid2vid.data.teacher_flow import compose, dis_flow, read_flow
 from vid2vid.data.video import read_id_map, read_image
+from vid2vid.settings import Settings
 
 CROPS = ("person", "face", "random", "resize")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Settings):
+    """What a sample is: task, output size, clip length, references and augmentation."""
+
+    SECTION = "data"
+
     task: str  # pose | face | street
     size: tuple[int, int] = (256, 256)  # output (height, width)
     clip_length: int = 4  # T; the trainer may change it between epochs
@@ -162,6 +167,20 @@ def transform_flow(flow: np.ndarray, confidence: np.ndarray, scale: float, flip:
     return np.ascontiguousarray(flow), np.ascontiguousarray(confidence)
 
 
+def keypoints_in_box(people: list, box: render.CropBox, size: tuple[int, int]) -> torch.Tensor:
+    """The drawn person's BODY_25 + left hand + right hand points (67, 3) in output pixels (x, y, confidence),
+    for the face and hand discriminators; zeros where a point is not detected."""
+    person = render.largest_person(people)
+    if person is None:
+        return torch.zeros(67, 3)
+    points = np.concatenate([person.body, person.hand_left, person.hand_right]).astype(np.float32)
+    seen = points[:, 2] > 0
+    points[seen, 0] = (points[seen, 0] - box.left) * size[1] / box.width
+    points[seen, 1] = (points[seen, 1] - box.top) * size[0] / box.height
+    points[~seen] = 0
+    return torch.from_numpy(points)
+
+
 def to_tensor(array: np.ndarray) -> torch.Tensor:
     """(H, W, C) -> (C, H, W) float32."""
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
@@ -177,7 +196,8 @@ class VideoClips(Dataset):
 
     Items are dicts: labels (T, C, H, W), images (T, 3, H, W) in [-1, 1], flow (T, 2, H, W) backward to the
     previous clip frame and flow_confidence (T, 1, H, W) (zero for the first frame), ref_labels and ref_images
-    (K, ...) when K > 0, and the sequence name and frame names.
+    (K, ...) when K > 0, keypoints (T, 67, 3) for pose data (BODY_25 + hands in output pixels), and the
+    sequence name and frame names.
     """
 
     def __init__(self, root: str | Path, cfg: DataConfig, seed: int = 0, length: int | None = None):
@@ -246,6 +266,8 @@ class VideoClips(Dataset):
             "sequence": sequence.name,
             "frames": [sequence.frames[i] for i in clip],
         }
+        if cfg.task == "pose":
+            sample["keypoints"] = torch.stack([keypoints_in_box(f.people, box, cfg.size) for f in frames])
         if cfg.teacher_flow:
             sample["flow"], sample["flow_confidence"] = self.flows(sequence, clip, frames, box, flip, sample)
         if refs:

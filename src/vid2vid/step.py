@@ -1,0 +1,52 @@
+"""The frame step both generators share, for training and for streaming generation.
+
+`step(generator, label, history, refs)` makes one frame from the current label, the last few labels and
+outputs (`history`) and, for few-shot vid2vid, the reference images; `history.push` keeps the window short.
+Whether fed-back frames carry gradient is decided by the caller, where the frame is pushed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from vid2vid.models.fs_vid2vid import FewShotGenerator, FrameOutput
+from vid2vid.models.vid2vid import Vid2VidOutput
+
+
+@dataclass
+class References:
+    labels: torch.Tensor  # (B, K, C, H, W)
+    images: torch.Tensor  # (B, K, 3, H, W)
+
+
+@dataclass
+class History:
+    """The last `size` labels and generated frames, oldest first."""
+    size: int
+    labels: list[torch.Tensor] = field(default_factory=list)  # each (B, C, H, W)
+    images: list[torch.Tensor] = field(default_factory=list)  # each (B, 3, H, W)
+
+    def push(self, label: torch.Tensor, image: torch.Tensor) -> None:
+        self.labels = (self.labels + [label])[-self.size:]
+        self.images = (self.images + [image])[-self.size:]
+
+
+def is_few_shot(generator: torch.nn.Module) -> bool:
+    return isinstance(getattr(generator, "module", generator), FewShotGenerator)
+
+
+def new_history(generator: torch.nn.Module) -> History:
+    return History(getattr(generator, "module", generator).cfg.num_prev_frames)
+
+
+def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs: References | None = None
+         ) -> FrameOutput | Vid2VidOutput:
+    prev_labels = torch.stack(history.labels, dim=1) if history.labels else None
+    prev_images = torch.stack(history.images, dim=1) if history.images else None
+    if is_few_shot(generator):
+        if refs is None:
+            raise ValueError("few-shot vid2vid needs reference images")
+        return generator(label, refs.labels, refs.images, prev_labels, prev_images)
+    return generator(label, prev_labels, prev_images)

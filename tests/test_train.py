@@ -1,0 +1,208 @@
+"""Training: schedules, learning, exact resume, two-process data parallel, divergence, checkpoints."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+from safetensors.torch import load_file, save_file
+
+import vid2vid
+from vid2vid.cli import main
+from vid2vid.data.datasets import DataConfig, VideoClips
+from vid2vid.data.writer import write_synthetic
+from vid2vid.train import (
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TrainingError,
+    clip_length_at,
+    init_weights,
+    load_train_config,
+    lr_factor,
+    make_generator,
+    run_generator,
+    size_at,
+    train,
+)
+
+TINY_GENERATOR = dict(num_filters=8, max_filters=32, num_downsamples=3, flow_num_downsamples=2, flow_res_blocks=1,
+                      num_generated_layers=2)
+TINY_PATCH = dict(num_filters=8, num_layers=2, max_filters=32, num_scales=1)
+
+
+@pytest.fixture(scope="module")
+def dancers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dancers")
+    write_synthetic("dancers", root, sequences=2, frames=10, size=(48, 48), progress=False)
+    return root
+
+
+def tiny_config(root, **changes) -> TrainConfig:
+    values = {
+        "model": "fs_vid2vid", "data_root": str(root),
+        "data": {"task": "pose", "size": [32, 32], "clip_length": 3, "num_references": 1},
+        "generator": TINY_GENERATOR,
+        "discriminator": {"image": TINY_PATCH, "temporal": {"num_frames": 2, "num_scales": 1, "patch": TINY_PATCH},
+                          "face": {"enabled": True, "crop_size": 16, "patch": TINY_PATCH}},
+        "loss": {"weights": {"perceptual": 0}},
+        "schedule": {"iterations": 4, "batch_size": 2},
+        "run": {"log_every": 1, "image_every": 2, "checkpoint_every": 2},
+    }
+    for key, value in changes.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return TrainConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("iteration, expected", [(0, 2), (99, 2), (100, 4), (250, 8), (10_000, 8)])
+def test_clip_length_doubles_up_to_the_maximum(iteration, expected):
+    schedule = ScheduleConfig(max_clip_length=8, double_clip_every=100)
+    assert clip_length_at(iteration, DataConfig(task="pose", clip_length=2), schedule) == expected
+
+
+@pytest.mark.parametrize("iteration, expected", [(0, (128, 128)), (499, (128, 128)), (500, (256, 256)),
+                                                 (2000, (512, 256))])
+def test_resolution_grows_by_stage(iteration, expected):
+    schedule = ScheduleConfig(size_stages=[[1000, 512, 256], [500, 256, 256]])
+    assert size_at(iteration, DataConfig(task="pose", size=(128, 128)), schedule) == expected
+
+
+@pytest.mark.parametrize("iteration, expected", [(0, 1.0), (50, 1.0), (75, 0.5), (100, 0.0)])
+def test_learning_rate_decays_linearly(iteration, expected):
+    assert lr_factor(iteration, OptimConfig(decay_start=50), ScheduleConfig(iterations=100)) == expected
+
+
+def test_config_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"model": "fs_vid2vid", "data_root": "x", "data": {"task": "pose"},
+                                    "schedule": {"iterations": 3, "epochs": 2}}))
+    with pytest.raises(ValueError, match="bad.yaml: unknown training.schedule settings: epochs"):
+        load_train_config(path)
+    path.write_text(yaml.safe_dump({"model": "fs_vid2vid", "data_root": "x", "data": {"task": "face"},
+                                    "generator": {"label_channels": 6}}))
+    with pytest.raises(ValueError, match="bad.yaml: generator.label_channels is 6 but face data gives 1"):
+        load_train_config(path)
+
+
+def reconstruction_error(G, cfg, samples=6) -> float:
+    data = DataConfig.from_dict({**cfg.data.to_dict(), "augment": False})
+    clips = VideoClips(cfg.data_root, data, seed=5)
+    batch = {k: torch.stack([clips[i][k] for i in range(samples)]) for k in ("labels", "images", "ref_labels",
+                                                                             "ref_images")}
+    with torch.no_grad():
+        out = run_generator(G.train(), batch, 0)  # train mode: spectral norm as in training
+    return float((out.fake - batch["images"]).abs().mean())
+
+
+def test_training_learns(dancers, tmp_path):
+    """A tiny few-shot model on a few built-in frames halves its reconstruction error."""
+    cfg = tiny_config(dancers, data={"clip_length": 2}, discriminator={"temporal": {"enabled": False}},
+                      loss={"weights": {"perceptual": 0, "l1": 10}},
+                      optim={"lr_G": 3e-4, "lr_D": 3e-4, "ema_decay": 0.9},
+                      schedule={"iterations": 80, "batch_size": 2},
+                      run={"log_every": 10, "image_every": 1000, "checkpoint_every": 1000})
+    torch.manual_seed(cfg.run.seed)
+    initial = make_generator(cfg)
+    init_weights(initial)
+    before = reconstruction_error(initial, cfg)
+    result = train(cfg, tmp_path / "run", progress=False)
+    after = reconstruction_error(vid2vid.load_generator(result.last_checkpoint), cfg)
+    assert after < 0.5 * before, (before, after)
+
+
+def weights_of(folder):
+    return {name: load_file(folder / name) for name in ("generator.safetensors", "model.safetensors",
+                                                         "discriminators.safetensors")}
+
+
+def test_resume_ends_with_the_same_weights(dancers, tmp_path):
+    cfg = tiny_config(dancers, schedule={"iterations": 4, "batch_size": 2, "max_clip_length": 4,
+                                         "double_clip_every": 2})
+    straight = train(cfg, tmp_path / "straight", progress=False)
+
+    cfg_half = tiny_config(dancers, schedule={"iterations": 2, "batch_size": 2, "max_clip_length": 4,
+                                              "double_clip_every": 2})
+    train(cfg_half, tmp_path / "resumed", progress=False)
+    resumed = train(cfg, tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.iteration == 4
+    a, b = weights_of(straight.last_checkpoint), weights_of(resumed.last_checkpoint)
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), (name, key)
+    # The clip length doubled at iteration 2 in both runs.
+    assert [h["clip_length"] for h in straight.history] == [3, 3, 4, 4]
+
+
+def test_checkpoint_is_a_generator_folder(dancers, tmp_path):
+    result = train(tiny_config(dancers), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "latest").read_text().strip() == "00000004"
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["00000002", "00000004"]
+    G = vid2vid.load_generator(result.last_checkpoint)
+    state = torch.load(result.last_checkpoint / "training_state.pt", weights_only=True)
+    assert state["iteration"] == 4 and "optimizer_G" in state
+    assert type(G).__name__ == "FewShotGenerator"
+    images = sorted((tmp_path / "run" / "images").iterdir())
+    assert [p.name for p in images] == ["00000002.jpg", "00000004.jpg"]
+    assert (tmp_path / "run" / "log.jsonl").read_text().count("\n") == 4
+
+
+def test_divergence_stops_with_the_last_good_checkpoint(dancers, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(dancers, schedule={"iterations": 2}), run, progress=False)
+    import vid2vid.losses as losses_module
+    monkeypatch.setattr(losses_module, "warp_loss", lambda warped, target, weight=None: warped.sum() * float("nan"))
+    with pytest.raises(TrainingError, match=r"iteration 2: loss G/warp is nan; the last good checkpoint is .*00000002"):
+        train(tiny_config(dancers), run, resume=True, progress=False)
+    assert (run / "latest").read_text().strip() == "00000002"
+    assert not any(p.name.startswith(".") for p in (run / "checkpoints").iterdir())
+
+
+def test_cli_refuses_to_train_over_a_run(dancers, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(dancers, schedule={"iterations": 1}).to_dict()))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    assert main(["train", "--config", str(config), "--run-dir", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {run}: already holds a run; use --resume to continue it or --overwrite to start again"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg_dict, run_dir, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    result = train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False)
+    state = {k: v.detach().clone() for k, v in result.generator.state_dict().items()}
+    save_file(state, os.path.join(out_dir, f"rank{rank}.safetensors"))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_data_parallel_keeps_replicas_identical(dancers, tmp_path):
+    """Two CPU processes (gloo), each on its own clips: gradients are averaged, so the replicas stay equal,
+    and they differ from a one-process run on half the data."""
+    cfg = tiny_config(dancers, schedule={"iterations": 2, "batch_size": 1})
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path / "run"), str(tmp_path)), nprocs=2)
+    a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    single = train(cfg, tmp_path / "single", progress=False).generator.state_dict()
+    assert any(not torch.equal(a[k], single[k]) for k in a)
+    assert (tmp_path / "run" / "latest").read_text().strip() == "00000002"
+
+
+@pytest.mark.parametrize("recipe", ["train_fs_vid2vid_dancing", "train_fs_vid2vid_face", "train_vid2vid_street",
+                                    "train_dancers_cpu", "train_faces_cpu", "train_street_cpu"])
+def test_recipes_load(recipe):
+    cfg = load_train_config(recipe, data_root="somewhere")
+    assert cfg.data_root == "somewhere"
+    assert cfg.generator_config().label_channels == cfg.data.label_channels
+    if recipe.endswith("_cpu"):
+        make_generator(cfg)  # the small ones are built too; the official sizes have hundreds of millions of weights
