@@ -27,6 +27,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generator.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

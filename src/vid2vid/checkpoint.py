@@ -33,16 +33,33 @@ def model_kind(model: torch.nn.Module) -> str:
     raise TypeError(f"no checkpoint format for {type(model).__name__}")
 
 
-def save_generator(model: torch.nn.Module, folder: str | Path, overwrite: bool = False) -> Path:
+def save_generator(model: torch.nn.Module, folder: str | Path, overwrite: bool = False,
+                   data: dict | None = None) -> Path:
+    """Weights and config of a generator; data, when given, is the DataConfig it was trained with (what
+    `vid2vid generate` needs to render driving labels the same way)."""
     folder = Path(folder)
     weights, meta = folder / "model.safetensors", folder / "model.json"
     if not overwrite and (weights.exists() or meta.exists()):
         raise FileExistsError(f"{folder}: already holds a model (use --overwrite to replace it)")
     folder.mkdir(parents=True, exist_ok=True)
     info = {"format_version": FORMAT_VERSION, "model": model_kind(model), "config": model.cfg.to_dict()}
+    if data is not None:
+        info["data"] = data
     atomic_write(weights, lambda tmp: save_model(model, tmp))
     atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
     return folder
+
+
+def read_model_info(path: str | Path) -> dict:
+    """model.json of a checkpoint folder (or of the folder holding the given file)."""
+    path = Path(path)
+    meta = (path if path.is_dir() else path.parent) / "model.json"
+    try:
+        return json.loads(meta.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta}: missing (a checkpoint folder holds model.json and model.safetensors)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta}: not a vid2vid model description ({exc})") from None
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:

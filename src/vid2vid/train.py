@@ -76,7 +76,7 @@ class OptimConfig(Settings):
     decay_start: int | None = None  # learning rates fall linearly to 0 from this iteration to the last
 
     def __post_init__(self):
-        self.betas = tuple(self.betas)
+        self.betas = tuple(float(b) for b in self.betas)
 
 
 @dataclass
@@ -472,13 +472,15 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return folder
 
 
-def save_checkpoint(run_dir: Path, iteration: int, G, ema, D, opt_G, opt_D, scaler, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, iteration: int, G, ema, D, opt_G, opt_D, scaler, keep: int,
+                    data: DataConfig | None = None) -> Path:
     """Everything to continue, in a folder that appears complete or not at all; `latest` moves last."""
     folder = checkpoint_dir(run_dir) / f"{iteration:08d}"
     tmp = checkpoint_dir(run_dir) / f".{folder.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_generator(ema, tmp)  # model.safetensors + model.json: what `vid2vid generate` loads
+    # model.safetensors + model.json: what `vid2vid generate` loads, with how its labels were made
+    save_generator(ema, tmp, data=None if data is None else data.to_dict())
     save_model(G, str(tmp / "generator.safetensors"))
     save_model(D, str(tmp / "discriminators.safetensors"))
     state = {"iteration": iteration, "optimizer_G": opt_G.state_dict(), "optimizer_D": opt_D.state_dict(),
@@ -633,6 +635,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     vgg = losses.load_vgg19(cfg.loss.vgg19_weights) if cfg.loss.weights.perceptual > 0 else None
     perceptual = None if vgg is None else losses.PerceptualLoss(vgg, num_scales=cfg.loss.perceptual_scales).to(device)
     dataset = VideoClips(cfg.data_root, cfg.data, seed=cfg.run.seed)
+    nets = Nets(G, D, ema, opt_G, opt_D, scaler, perceptual, device, amp_dtype, ranks.world)
 
     # ------------------------------------------------------------------ resume
     start, last_checkpoint = 0, None
@@ -670,44 +673,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
             for group in opt_D.param_groups:
                 group["lr"] = opt.lr_D * factor
 
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                out = run_generator(G, batch, cfg.schedule.backprop_frames)
-
-                # D step: the clip's frames against the real ones, every discriminator once.
-                d_terms = discriminator_terms(D, batch, out.fake.detach(), out.ref_idx, cfg, for_discriminator=True)
-                d_total = sum(d_terms.values())
-            _check_finite(d_terms, iteration, last_checkpoint)
-            opt_D.zero_grad(set_to_none=True)
-            _backward(d_total, scaler)
-            average_gradients(list(D.parameters()), ranks.world)
-            _step(opt_D, scaler)
-
-            # G step: D frozen, gradients reach G through the fake frames only.
-            D.requires_grad_(False)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                g_terms = discriminator_terms(D, batch, out.fake, out.ref_idx, cfg, for_discriminator=False)
-                g_terms.update(generator_terms(out, batch, perceptual))
-                g_total = weighted_total(g_terms, cfg.loss.weights)
-            D.requires_grad_(True)
-            _check_finite(g_terms, iteration, last_checkpoint)
-            opt_G.zero_grad(set_to_none=True)
-            _backward(g_total, scaler)
-            average_gradients(list(G.parameters()), ranks.world)
-            _step(opt_G, scaler)
-            if scaler is not None:
-                scaler.update()
-            update_ema(ema, G, opt.ema_decay)
+            out, d_terms, g_terms = training_step(nets, batch, cfg, iteration, last_checkpoint)
             bar.update(1)
 
             done = iteration + 1
             if done % cfg.run.log_every == 0 or done == cfg.schedule.iterations:
                 seconds = time.perf_counter() - tick
-                values = {name: float(v.detach()) for name, v in {**d_terms, **g_terms}.items()}
-                values.update({"loss/G/total": float(g_total.detach()), "loss/D/total": float(d_total.detach()),
-                               "clip_length": stage[0], "height": stage[1][0], "width": stage[1][1],
+                values = {f"loss/{name}": float(v.detach()) for name, v in {**d_terms, **g_terms}.items()}
+                values.update({"clip_length": stage[0], "height": stage[1][0], "width": stage[1][1],
                                "lr_G": opt.lr_G * factor, "iterations_per_s": (done - tick_iteration) / seconds})
-                values = {(k if k.startswith(("loss/", "clip", "height", "width", "lr", "iter")) else f"loss/{k}"): v
-                          for k, v in values.items()}
                 log.scalars(done, values)
                 result.history.append({"iteration": done, **values})
                 bar.set_postfix(G=f"{values['loss/G/total']:.3f}", D=f"{values['loss/D/total']:.3f}", T=stage[0],
@@ -717,13 +691,64 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
                 log.image(done, picture_grid(batch, out))
             if ranks.main and (done % cfg.run.checkpoint_every == 0 or done == cfg.schedule.iterations):
                 last_checkpoint = save_checkpoint(run_dir, done, G, ema, D, opt_G, opt_D, scaler,
-                                                  cfg.run.keep_checkpoints)
+                                                  cfg.run.keep_checkpoints, dataset.cfg)
                 result.last_checkpoint = last_checkpoint
             result.iteration = done
     finally:
         bar.close()
         log.close()
     return result
+
+
+@dataclass
+class Nets:
+    """What one training step reads and updates."""
+    G: torch.nn.Module
+    D: Discriminators
+    ema: torch.nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    perceptual: losses.PerceptualLoss | None
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    world: int = 1
+
+
+def training_step(nets: Nets, batch: dict, cfg: TrainConfig, iteration: int = 0,
+                  last_checkpoint: Path | None = None) -> tuple[ClipOutputs, dict, dict]:
+    """One iteration on a batch of clips: generator over the clip, one D update, one G update, EMA.
+    Returns the clip outputs and the D and G terms (with their totals under D/total and G/total)."""
+    G, D, scaler = nets.G, nets.D, nets.scaler
+    autocast = torch.autocast(nets.device.type, dtype=nets.amp_dtype or torch.float32,
+                              enabled=nets.amp_dtype is not None)
+    with autocast:
+        out = run_generator(G, batch, cfg.schedule.backprop_frames)
+        # D step: the clip's frames against the real ones, every discriminator once.
+        d_terms = discriminator_terms(D, batch, out.fake.detach(), out.ref_idx, cfg, for_discriminator=True)
+        d_terms["D/total"] = sum(d_terms.values())
+    _check_finite(d_terms, iteration, last_checkpoint)
+    nets.opt_D.zero_grad(set_to_none=True)
+    _backward(d_terms["D/total"], scaler)
+    average_gradients(list(D.parameters()), nets.world)
+    _step(nets.opt_D, scaler)
+
+    # G step: D frozen, gradients reach G through the fake frames only.
+    D.requires_grad_(False)
+    with autocast:
+        g_terms = discriminator_terms(D, batch, out.fake, out.ref_idx, cfg, for_discriminator=False)
+        g_terms.update(generator_terms(out, batch, nets.perceptual))
+        g_terms["G/total"] = weighted_total(g_terms, cfg.loss.weights)
+    D.requires_grad_(True)
+    _check_finite(g_terms, iteration, last_checkpoint)
+    nets.opt_G.zero_grad(set_to_none=True)
+    _backward(g_terms["G/total"], scaler)
+    average_gradients(list(G.parameters()), nets.world)
+    _step(nets.opt_G, scaler)
+    if scaler is not None:
+        scaler.update()
+    update_ema(nets.ema, G, cfg.optim.ema_decay)
+    return out, d_terms, g_terms
 
 
 def _check_finite(terms: dict, iteration: int, last_checkpoint: Path | None) -> None:

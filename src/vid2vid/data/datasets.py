@@ -10,7 +10,7 @@ references get their own crop, as in imaginaire.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -202,7 +202,7 @@ class VideoClips(Dataset):
 
     def __init__(self, root: str | Path, cfg: DataConfig, seed: int = 0, length: int | None = None):
         self.root = Path(root)
-        self.cfg = cfg
+        self.cfg = replace(cfg)  # our own copy: the trainer changes clip length and size as it goes
         self.seed = seed
         self.epoch = 0
         self.sequences = scan(root, cfg.task)

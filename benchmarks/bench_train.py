@@ -1,0 +1,110 @@
+"""Training iterations per second and peak memory of the full-size few-shot generator.
+
+The official dancing architecture (K = 1) with its discriminators (image, face) and the temporal D, one
+iteration = a clip of T frames through G, one D update, one G update and the EMA, on random inputs (no data
+loading). fp32 eager is the baseline; on CUDA bf16 autocast is timed in the same run.
+
+    python benchmarks/bench_train.py [--size 256x256] [--frames 2] [--iterations 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import time
+
+import torch
+
+from vid2vid.train import (
+    Discriminators,
+    Nets,
+    init_weights,
+    load_train_config,
+    make_generator,
+    pick_precision,
+    training_step,
+)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def random_batch(cfg, h, w, frames, device):
+    gen = torch.Generator().manual_seed(0)
+    c = cfg.data.label_channels
+
+    def rand(*shape):
+        return (torch.rand(*shape, generator=gen) * 2 - 1).to(device)
+
+    keypoints = torch.zeros(1, frames, 67, 3)
+    keypoints[..., [0, 15, 16], :] = torch.tensor([[w / 2, h / 4, 1], [w / 2 - 6, h / 4 - 4, 1],
+                                                   [w / 2 + 6, h / 4 - 4, 1]])  # nose and eyes: a face box
+    return {"labels": rand(1, frames, c, h, w), "images": rand(1, frames, 3, h, w),
+            "ref_labels": rand(1, 1, c, h, w), "ref_images": rand(1, 1, 3, h, w),
+            "flow": torch.zeros(1, frames, 2, h, w, device=device),
+            "flow_confidence": torch.ones(1, frames, 1, h, w, device=device), "keypoints": keypoints.to(device)}
+
+
+def measure(cfg, device, amp_dtype, h, w, frames, iterations):
+    torch.manual_seed(0)
+    G, D = make_generator(cfg).to(device).train(), Discriminators(cfg).to(device).train()
+    init_weights(G)
+    init_weights(D)
+    ema = make_generator(cfg).to(device).eval()
+    ema.load_state_dict(G.state_dict())
+    nets = Nets(G, D, ema, torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.999)),
+                torch.optim.Adam(D.parameters(), lr=4e-4, betas=(0.0, 0.999)),
+                torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None, None, device, amp_dtype)
+    batch = random_batch(cfg, h, w, frames, device)
+    training_step(nets, batch, cfg)  # warm-up: allocator, kernel selection
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        training_step(nets, batch, cfg)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return iterations / (time.perf_counter() - start), peak, sum(p.numel() for p in G.parameters())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="256x256", help="HxW")
+    parser.add_argument("--frames", type=int, default=2, help="frames per clip (T)")
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
+    args = parser.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = load_train_config("train_fs_vid2vid_dancing", data_root="unused")
+    cfg.data.size = (h, w)
+    cfg.discriminator.face.crop_size = h // 32 * 8
+    cfg.loss.weights.perceptual = 0  # no VGG weights here; the perceptual loss would add one VGG19 pass
+
+    machine = torch.cuda.get_device_name() if device.type == "cuda" else cpu_name()
+    print(f"# {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
+          f"{args.size}, T = {args.frames}, batch 1, K = 1")
+    print("| variant | iterations/s | ratio to fp32 | peak memory (GiB) |")
+    print("|---|---|---|---|")
+    variants = [("fp32 eager", None)]
+    if device.type == "cuda":
+        variants.append(("bf16 autocast", pick_precision("auto", device)))
+    baseline = None
+    for name, dtype in variants:
+        speed, peak, params = measure(cfg, device, dtype, h, w, args.frames, args.iterations)
+        baseline = baseline or speed
+        print(f"| {name} | {speed:.3f} | {speed / baseline:.2f} | {peak:.2f} |")
+    print(f"# generator parameters: {params:,}")
+
+
+if __name__ == "__main__":
+    main()
