@@ -206,3 +206,18 @@ def test_recipes_load(recipe):
     assert cfg.generator_config().label_channels == cfg.data.label_channels
     if recipe.endswith("_cpu"):
         make_generator(cfg)  # the small ones are built too; the official sizes have hundreds of millions of weights
+
+
+def test_perceptual_loss_with_given_vgg_weights_and_bf16_autocast(dancers, tmp_path):
+    """VGG19 weights in torchvision format from a path turn the perceptual term on; bf16 autocast (here on
+    CPU, as on CUDA) runs the whole step and keeps the weights finite."""
+    from vid2vid.losses import VGG19Features
+
+    vgg = tmp_path / "vgg19.pth"
+    torch.save(VGG19Features().state_dict(), vgg)
+    cfg = tiny_config(dancers, loss={"weights": {"perceptual": 10}, "vgg19_weights": str(vgg),
+                                     "perceptual_scales": 1},
+                      run={"precision": "bf16", "log_every": 1, "checkpoint_every": 2})
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert all(h["loss/G/perceptual"] > 0 for h in result.history)
+    assert all(torch.isfinite(p).all() for p in result.generator.parameters())
