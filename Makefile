@@ -1,10 +1,10 @@
-# `make test` and `make bench` set everything up on a fresh machine.
+# `make demo`, `make test` and `make bench` set everything up on a fresh machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: test lint bench clean
+.PHONY: test lint bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q
+
+# Synthesize dancers, train a small few-shot model on CPU (bounded time), render an unseen dancer: demo_out/.
+demo: $(STAMP)
+	$(PY) -m vid2vid.demo --out demo_out
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generator.py

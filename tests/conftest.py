@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+from vid2vid.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,3 +71,24 @@ def assert_parity(name: str, got: torch.Tensor, want: torch.Tensor) -> None:
     else:
         tol = WARP_END_TO_END_TOL if "warped" in name else PARITY_TOL
         assert diff <= tol, f"{name}: max abs diff {diff:.3g}"
+
+
+TINY_GENERATOR = dict(num_filters=8, max_filters=32, num_downsamples=3, flow_num_downsamples=2, flow_res_blocks=1,
+                      num_generated_layers=2)
+TINY_PATCH = dict(num_filters=8, num_layers=2, max_filters=32, num_scales=1)
+
+
+def tiny_train_config(root, **changes) -> TrainConfig:
+    values = {
+        "model": "fs_vid2vid", "data_root": str(root),
+        "data": {"task": "pose", "size": [32, 32], "clip_length": 3, "num_references": 1},
+        "generator": TINY_GENERATOR,
+        "discriminator": {"image": TINY_PATCH, "temporal": {"num_frames": 2, "num_scales": 1, "patch": TINY_PATCH},
+                          "face": {"enabled": True, "crop_size": 16, "patch": TINY_PATCH}},
+        "loss": {"weights": {"perceptual": 0}},
+        "schedule": {"iterations": 4, "batch_size": 2},
+        "run": {"log_every": 1, "image_every": 2, "checkpoint_every": 2},
+    }
+    for key, value in changes.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return TrainConfig.from_dict(values)

@@ -28,9 +28,7 @@ from vid2vid.train import (
     train,
 )
 
-TINY_GENERATOR = dict(num_filters=8, max_filters=32, num_downsamples=3, flow_num_downsamples=2, flow_res_blocks=1,
-                      num_generated_layers=2)
-TINY_PATCH = dict(num_filters=8, num_layers=2, max_filters=32, num_scales=1)
+from .conftest import tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +36,6 @@ def dancers(tmp_path_factory):
     root = tmp_path_factory.mktemp("dancers")
     write_synthetic("dancers", root, sequences=2, frames=10, size=(48, 48), progress=False)
     return root
-
-
-def tiny_config(root, **changes) -> TrainConfig:
-    values = {
-        "model": "fs_vid2vid", "data_root": str(root),
-        "data": {"task": "pose", "size": [32, 32], "clip_length": 3, "num_references": 1},
-        "generator": TINY_GENERATOR,
-        "discriminator": {"image": TINY_PATCH, "temporal": {"num_frames": 2, "num_scales": 1, "patch": TINY_PATCH},
-                          "face": {"enabled": True, "crop_size": 16, "patch": TINY_PATCH}},
-        "loss": {"weights": {"perceptual": 0}},
-        "schedule": {"iterations": 4, "batch_size": 2},
-        "run": {"log_every": 1, "image_every": 2, "checkpoint_every": 2},
-    }
-    for key, value in changes.items():
-        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
-    return TrainConfig.from_dict(values)
 
 
 @pytest.mark.parametrize("iteration, expected", [(0, 2), (99, 2), (100, 4), (250, 8), (10_000, 8)])
@@ -98,7 +80,7 @@ def reconstruction_error(G, cfg, samples=6) -> float:
 
 def test_training_learns(dancers, tmp_path):
     """A tiny few-shot model on a few built-in frames halves its reconstruction error."""
-    cfg = tiny_config(dancers, data={"clip_length": 2}, discriminator={"temporal": {"enabled": False}},
+    cfg = tiny_train_config(dancers, data={"clip_length": 2}, discriminator={"temporal": {"enabled": False}},
                       loss={"weights": {"perceptual": 0, "l1": 10}},
                       optim={"lr_G": 3e-4, "lr_D": 3e-4, "ema_decay": 0.9},
                       schedule={"iterations": 80, "batch_size": 2},
@@ -118,11 +100,11 @@ def weights_of(folder):
 
 
 def test_resume_ends_with_the_same_weights(dancers, tmp_path):
-    cfg = tiny_config(dancers, schedule={"iterations": 4, "batch_size": 2, "max_clip_length": 4,
+    cfg = tiny_train_config(dancers, schedule={"iterations": 4, "batch_size": 2, "max_clip_length": 4,
                                          "double_clip_every": 2})
     straight = train(cfg, tmp_path / "straight", progress=False)
 
-    cfg_half = tiny_config(dancers, schedule={"iterations": 2, "batch_size": 2, "max_clip_length": 4,
+    cfg_half = tiny_train_config(dancers, schedule={"iterations": 2, "batch_size": 2, "max_clip_length": 4,
                                               "double_clip_every": 2})
     train(cfg_half, tmp_path / "resumed", progress=False)
     resumed = train(cfg, tmp_path / "resumed", resume=True, progress=False)
@@ -137,7 +119,7 @@ def test_resume_ends_with_the_same_weights(dancers, tmp_path):
 
 
 def test_checkpoint_is_a_generator_folder(dancers, tmp_path):
-    result = train(tiny_config(dancers), tmp_path / "run", progress=False)
+    result = train(tiny_train_config(dancers), tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "latest").read_text().strip() == "00000004"
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["00000002", "00000004"]
     G = vid2vid.load_generator(result.last_checkpoint)
@@ -151,18 +133,18 @@ def test_checkpoint_is_a_generator_folder(dancers, tmp_path):
 
 def test_divergence_stops_with_the_last_good_checkpoint(dancers, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    train(tiny_config(dancers, schedule={"iterations": 2}), run, progress=False)
+    train(tiny_train_config(dancers, schedule={"iterations": 2}), run, progress=False)
     import vid2vid.losses as losses_module
     monkeypatch.setattr(losses_module, "warp_loss", lambda warped, target, weight=None: warped.sum() * float("nan"))
     with pytest.raises(TrainingError, match=r"iteration 2: loss G/warp is nan; the last good checkpoint is .*00000002"):
-        train(tiny_config(dancers), run, resume=True, progress=False)
+        train(tiny_train_config(dancers), run, resume=True, progress=False)
     assert (run / "latest").read_text().strip() == "00000002"
     assert not any(p.name.startswith(".") for p in (run / "checkpoints").iterdir())
 
 
 def test_cli_refuses_to_train_over_a_run(dancers, tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(dancers, schedule={"iterations": 1}).to_dict()))
+    config.write_text(yaml.safe_dump(tiny_train_config(dancers, schedule={"iterations": 1}).to_dict()))
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--run-dir", str(run), "--quiet"]) == 0
     assert main(["train", "--config", str(config), "--run-dir", str(run), "--quiet"]) == 2
@@ -188,7 +170,7 @@ def _ddp_worker(rank, world, port, cfg_dict, run_dir, out_dir):
 def test_two_process_data_parallel_keeps_replicas_identical(dancers, tmp_path):
     """Two CPU processes (gloo), each on its own clips: gradients are averaged, so the replicas stay equal,
     and they differ from a one-process run on half the data."""
-    cfg = tiny_config(dancers, schedule={"iterations": 2, "batch_size": 1})
+    cfg = tiny_train_config(dancers, schedule={"iterations": 2, "batch_size": 1})
     mp.spawn(_ddp_worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path / "run"), str(tmp_path)), nprocs=2)
     a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     assert a.keys() == b.keys()
@@ -215,7 +197,7 @@ def test_perceptual_loss_with_given_vgg_weights_and_bf16_autocast(dancers, tmp_p
 
     vgg = tmp_path / "vgg19.pth"
     torch.save(VGG19Features().state_dict(), vgg)
-    cfg = tiny_config(dancers, loss={"weights": {"perceptual": 10}, "vgg19_weights": str(vgg),
+    cfg = tiny_train_config(dancers, loss={"weights": {"perceptual": 10}, "vgg19_weights": str(vgg),
                                      "perceptual_scales": 1},
                       run={"precision": "bf16", "log_every": 1, "checkpoint_every": 2})
     result = train(cfg, tmp_path / "run", progress=False)

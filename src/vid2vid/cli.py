@@ -59,7 +59,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from vid2vid.data.writer import write_synthetic
 
     written = write_synthetic(args.kind, args.output, sequences=args.sequences, frames=args.frames, size=args.size,
-                            seed=args.seed, first_index=args.first_index, overwrite=args.overwrite,
+                            seed=args.seed, first_index=args.first_index, motion_offset=args.motion_offset,
+                            overwrite=args.overwrite,
                             progress=not args.quiet)
     print(f"{args.output}: {args.kind}, {args.sequences} sequences of {args.frames} frames "
           f"({written} frames written)")
@@ -85,6 +86,19 @@ def cmd_train(args: argparse.Namespace) -> None:
     except TrainingError as exc:
         raise UserError(str(exc)) from None
     print(f"{run_dir}: trained to iteration {result.iteration}; generator: {result.last_checkpoint}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from vid2vid.generate import generate
+
+    try:
+        report = generate(args.checkpoint, args.driving, args.output, args.reference or [], sequence=args.sequence,
+                          size=args.size, frames_dir=args.frames_dir, side_by_side=args.side_by_side,
+                          max_frames=args.max_frames, fps=args.fps, overwrite=args.overwrite, device=args.device,
+                          progress=not args.quiet)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(run=cmd_train)
 
+    gen = sub.add_parser("generate", help="render a video from driving labels (and reference images)")
+    gen.add_argument("--checkpoint", required=True, help="a checkpoint folder (ours, or converted from imaginaire)")
+    gen.add_argument("--driving", required=True, help="a prepared dataset folder, or a video / frame folder")
+    gen.add_argument("--reference", nargs="+", metavar="IMG", help="few-shot: K images of the person or scene")
+    gen.add_argument("-o", "--output", required=True, help="the .mp4 to write (H.264)")
+    gen.add_argument("--sequence", help="which sequence of a prepared folder (default: the first)")
+    gen.add_argument("--size", type=parse_size, help="output HxW (default: the size the model was trained at)")
+    gen.add_argument("--frames-dir", help="also write each frame as PNG into this folder")
+    gen.add_argument("--side-by-side", action="store_true", help="driving labels | result | reference in the video")
+    gen.add_argument("--max-frames", type=int, help="stop after this many frames")
+    gen.add_argument("--fps", type=float, help="frames per second of the video (default: the source's, or 25)")
+    gen.add_argument("--device", default="auto", help="auto, cpu or cuda (bf16 autocast on CUDA)")
+    gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(run=cmd_generate)
+
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
     synth.add_argument("kind", choices=["dancers", "street", "faces"])
     synth.add_argument("output", metavar="OUT", help="dataset folder to write")
@@ -134,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--first-index", type=int, default=0,
                        help="index of the first sequence: use different ranges for training and held-out data")
+    synth.add_argument("--motion-offset", type=int, default=0,
+                       help="sequence i shows identity i doing the motion of sequence i + N (held-out pairs)")
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(run=cmd_synth)

@@ -105,6 +105,7 @@ class RunConfig(Settings):
     image_every: int = 100
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
+    time_limit_minutes: float | None = None  # stop (with a checkpoint) once this much time has passed
 
 
 @dataclass
@@ -654,7 +655,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     stage, batches = None, None
     bar = tqdm(total=cfg.schedule.iterations, initial=start, desc="train", unit="it",
                disable=not (progress and ranks.main))
-    tick, tick_iteration = time.perf_counter(), start
+    started = tick = time.perf_counter()
+    tick_iteration = start
     try:
         for iteration in range(start, cfg.schedule.iterations):
             now = (clip_length_at(iteration, cfg.data, cfg.schedule), size_at(iteration, cfg.data, cfg.schedule))
@@ -677,7 +679,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
             bar.update(1)
 
             done = iteration + 1
-            if done % cfg.run.log_every == 0 or done == cfg.schedule.iterations:
+            out_of_time = (cfg.run.time_limit_minutes is not None
+                           and time.perf_counter() - started > 60 * cfg.run.time_limit_minutes)
+            if ranks.world > 1:  # every process stops at the same iteration
+                flag = torch.tensor([float(out_of_time)], device=device)
+                dist.all_reduce(flag)
+                out_of_time = bool(flag.item() > 0)
+            last = done == cfg.schedule.iterations or out_of_time
+            if done % cfg.run.log_every == 0 or last:
                 seconds = time.perf_counter() - tick
                 values = {f"loss/{name}": float(v.detach()) for name, v in {**d_terms, **g_terms}.items()}
                 values.update({"clip_length": stage[0], "height": stage[1][0], "width": stage[1][1],
@@ -689,11 +698,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
                 tick, tick_iteration = time.perf_counter(), done
             if done % cfg.run.image_every == 0:
                 log.image(done, picture_grid(batch, out))
-            if ranks.main and (done % cfg.run.checkpoint_every == 0 or done == cfg.schedule.iterations):
+            if ranks.main and (done % cfg.run.checkpoint_every == 0 or last):
                 last_checkpoint = save_checkpoint(run_dir, done, G, ema, D, opt_G, opt_D, scaler,
                                                   cfg.run.keep_checkpoints, dataset.cfg)
                 result.last_checkpoint = last_checkpoint
             result.iteration = done
+            if out_of_time:
+                break
     finally:
         bar.close()
         log.close()
@@ -755,7 +766,8 @@ def _check_finite(terms: dict, iteration: int, last_checkpoint: Path | None) -> 
     for name, value in terms.items():
         if not is_finite(value):
             where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
-            raise TrainingError(f"training stopped at iteration {iteration}: loss {name} is {float(value)}; {where}")
+            raise TrainingError(f"training stopped at iteration {iteration}: loss {name} is "
+                                f"{float(value.detach())}; {where}")
 
 
 def _backward(total: torch.Tensor, scaler) -> None:

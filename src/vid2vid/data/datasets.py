@@ -10,6 +10,7 @@ references get their own crop, as in imaginaire.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -279,6 +280,31 @@ class VideoClips(Dataset):
             sample["ref_images"] = torch.stack([image_to_tensor(crop_resize(f.image, ref_box, cfg.size, False))
                                                 for f in ref_frames])
         return sample
+
+    def references(self, sequence: Sequence, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference labels (K, C, H, W) and images (K, 3, H, W) of given frames, without augmentation."""
+        frames = [self.working_frame(sequence, i, False) for i in indices]
+        labels = [self.render(f, None, ()) for f in frames]
+        box = self.crop_box(frames, labels, None, (1.0, 1.0), reference=True)
+        return (torch.stack([to_tensor(crop_resize(x, box, self.cfg.size, self.nearest_labels)) for x in labels]),
+                torch.stack([image_to_tensor(crop_resize(f.image, box, self.cfg.size, False)) for f in frames]))
+
+    def stream(self, sequence: Sequence, max_frames: int | None = None) -> Iterator[dict]:
+        """The frames of a sequence in order for generation: one crop for all of them (from the first frame,
+        as imaginaire's inference does), no augmentation. Items: label (C, H, W), image (3, H, W), frame."""
+        box = None
+        for index in range(len(sequence) if max_frames is None else min(max_frames, len(sequence))):
+            frame = self.working_frame(sequence, index, False)
+            label = self.render(frame, None, ())
+            if box is None:
+                box = self.crop_box([frame], [label], None, (1.0, 1.0))
+                size = frame.source_size
+            elif frame.source_size != size:
+                raise DataError(f"{sequence.files['images'][index]}: size {frame.source_size[1]}x"
+                                f"{frame.source_size[0]} differs from the sequence's {size[1]}x{size[0]}")
+            yield {"label": to_tensor(crop_resize(label, box, self.cfg.size, self.nearest_labels)),
+                   "image": image_to_tensor(crop_resize(frame.image, box, self.cfg.size, False)),
+                   "frame": sequence.frames[index]}
 
     @property
     def nearest_labels(self) -> bool:

@@ -60,10 +60,13 @@ SYNTHETIC_TASKS = {"dancers": "pose", "street": "street", "faces": "face"}
 
 
 def write_synthetic(kind: str, root: str | Path, *, sequences: int, frames: int, size: tuple[int, int],
-                    seed: int = 0, first_index: int = 0, overwrite: bool = False, progress: bool = True) -> int:
+                    seed: int = 0, first_index: int = 0, motion_offset: int = 0, overwrite: bool = False,
+                    progress: bool = True) -> int:
     """Write sequences first_index.. of a built-in synthetic kind; returns the number of frames written.
 
-    Ground-truth flow is written as teacher flow with confidence 1 where it is exact.
+    With motion_offset k, sequence i shows identity i performing the motion of sequence i + k (named
+    KINDiiii_motionjjjj): ground truth for a person doing a motion never seen with them. Ground-truth flow is
+    written as teacher flow with confidence 1 where it is exact.
     """
     from vid2vid.data import keypoints, synthetic
 
@@ -73,18 +76,21 @@ def write_synthetic(kind: str, root: str | Path, *, sequences: int, frames: int,
         raise ValueError(f"synth needs --sequences >= 1, --frames >= 1 and --first-index >= 0, got {sequences}, "
                          f"{frames} and {first_index}")
     info = {"command": "synth", "kind": kind, "task": SYNTHETIC_TASKS[kind], "sequences": sequences,
-            "frames": frames, "size": list(size), "seed": seed, "first_index": first_index}
+            "frames": frames, "size": list(size), "seed": seed, "first_index": first_index,
+            "motion_offset": motion_offset}
     writer = DatasetWriter(root, info, overwrite=overwrite, image_extension=".png")
     written = 0
     indices = range(first_index, first_index + sequences)
     with tqdm(total=sequences * frames, desc=f"synth {kind}", unit="frame", disable=not progress) as bar:
         for index in indices:
-            name = f"{kind}{index:04d}"
+            name = f"{kind}{index:04d}" + (f"_motion{index + motion_offset:04d}" if motion_offset else "")
             names = [f"{t:05d}" for t in range(frames)]
             if all(writer.has_frame(name, f) for f in names):
                 bar.update(frames)
                 continue
-            for frame_name, frame in zip(names, synthetic.sequence(kind, index, frames, size, seed), strict=True):
+            for frame_name, frame in zip(names, synthetic.sequence(kind, index, frames, size, seed,
+                                                                                motion_index=index + motion_offset),
+                                         strict=True):
                 bar.update(1)
                 if writer.has_frame(name, frame_name):
                     continue

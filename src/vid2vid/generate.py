@@ -1,0 +1,203 @@
+"""`vid2vid generate`: stream a driving sequence through a generator into an mp4.
+
+Frames are made one after another with the previous outputs fed back (`vid2vid.step`); only the history
+window is kept, so memory stays flat however long the video. Driving input is a prepared dataset folder or
+raw video (prepared on the fly for the model's label type); references are frames of a prepared folder or
+loose images (their labels extracted on the fly).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vid2vid.checkpoint import load_generator, read_model_info
+from vid2vid.data import DataError
+from vid2vid.data.datasets import DataConfig, VideoClips
+from vid2vid.data.layout import MODALITIES, scan
+from vid2vid.data.video import VideoWriter, is_video, video_info, write_image
+from vid2vid.step import References, is_few_shot, new_history, step
+
+TASK_BY_CHANNELS = {6: "pose", 1: "face"}
+
+
+@dataclass
+class GenerateReport:
+    frames: int
+    seconds: float
+    output: Path
+
+
+def data_config_for(checkpoint: str | Path, model, size: tuple[int, int] | None) -> DataConfig:
+    """How driving labels are made: as in training (saved with our checkpoints), else from the label
+    channels (6 pose, 1 face, otherwise street)."""
+    info = read_model_info(checkpoint)
+    values = dict(info.get("data") or {"task": TASK_BY_CHANNELS.get(model.cfg.label_channels, "street")})
+    values.update(clip_length=1, num_references=0, augment=False, max_stride=1, teacher_flow=False)
+    if size is not None:
+        values["size"] = size
+    if values["task"] == "street":
+        values.setdefault("crop", "resize")
+        values["num_classes"] = model.cfg.label_channels - int(values.get("instance_boundaries", False))
+    cfg = DataConfig.from_dict(values)
+    step_size = 2 ** (model.cfg.num_downsamples if is_few_shot(model) else model.cfg.num_layers)
+    if cfg.size[0] % step_size or cfg.size[1] % step_size:
+        raise ValueError(f"output size {cfg.size[0]}x{cfg.size[1]} must be a multiple of {step_size} for this model")
+    return cfg
+
+
+def _prepared(source: Path, task: str, workdir: Path, name: str) -> Path:
+    """A dataset folder for source: itself when it is one, else prepared into workdir (labels extracted)."""
+    if source.is_dir() and (source / MODALITIES["images"].folder).is_dir():
+        return source
+    from vid2vid.data.prepare import prepare
+
+    root = workdir / name
+    prepare([source], root, task, flow=False, progress=False)
+    return root
+
+
+def _reference_locations(paths: list[Path], task: str, workdir: Path) -> list[tuple[Path, str, str]]:
+    """(dataset root, sequence, frame) for each reference image; loose images are prepared together."""
+    found, loose = [], []
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: no such reference image")
+        if path.parent.parent.name == MODALITIES["images"].folder:
+            found.append((path.parents[2], path.parent.name, path.stem))
+        else:
+            loose.append(path)
+    if loose:
+        folder = workdir / "reference_images"
+        folder.mkdir()
+        for i, path in enumerate(loose):
+            shutil.copy(path, folder / f"{i:05d}{path.suffix.lower()}")
+        root = _prepared(folder, task, workdir, "references")
+        names = {p.stem for p in (root / "images" / "reference_images").iterdir()}
+        for i, path in enumerate(loose):
+            if f"{i:05d}" not in names:
+                raise DataError(f"{path}: no {task} labels could be found in this reference image")
+            found.append((root, "reference_images", f"{i:05d}"))
+    return found
+
+
+def load_references(locations, cfg: DataConfig) -> References:
+    labels, images = [], []
+    for root, name, frame in locations:
+        sequence = next((s for s in scan(root, cfg.task) if s.name == name), None)
+        if sequence is None or frame not in sequence.frames:
+            raise DataError(f"{root}: no frame {name}/{frame} in this dataset")
+        clips = VideoClips(root, cfg)
+        ref_labels, ref_images = clips.references(sequence, [sequence.frames.index(frame)])
+        labels.append(ref_labels)
+        images.append(ref_images)
+    return References(torch.cat(labels)[None], torch.cat(images)[None])
+
+
+def generate_frames(model, frames: Iterator[dict], refs: References | None, device: torch.device,
+                    amp_dtype: torch.dtype | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+    """(result RGB uint8 (H, W, 3), driving item) per driving frame, previous outputs fed back."""
+    model.reset()
+    history = new_history(model)
+    if refs is not None:
+        refs = References(refs.labels.to(device), refs.images.to(device))
+    for item in frames:
+        label = item["label"][None].to(device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                             enabled=amp_dtype is not None):
+            out = step(model, label, history, refs)
+        image = out.fake_images.float()
+        history.push(label, image)
+        yield to_uint8(image[0]), item
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    return ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def label_to_uint8(label: torch.Tensor) -> np.ndarray:
+    from vid2vid.train import label_picture
+    return to_uint8(label_picture(label[None])[0])
+
+
+def pick_device(name: str) -> tuple[torch.device, torch.dtype | None]:
+    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                          ("cpu" if name == "auto" else name))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA device is available")
+    amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return device, amp
+
+
+def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, references: list[str | Path] = (),
+             *, sequence: str | None = None, size: tuple[int, int] | None = None, frames_dir: str | Path | None = None,
+             side_by_side: bool = False, max_frames: int | None = None, fps: float | None = None,
+             overwrite: bool = False, device: str = "auto", progress: bool = True) -> GenerateReport:
+    output, driving = Path(output), Path(driving)
+    if output.suffix.lower() != ".mp4":
+        raise ValueError(f"{output}: the output must be an .mp4 file")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output}: exists (use --overwrite to replace it)")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"{output.parent}: no such folder for the output")
+    frames_dir = Path(frames_dir) if frames_dir else None
+    if frames_dir is not None and frames_dir.exists() and any(frames_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{frames_dir}: holds files (use --overwrite to replace them)")
+    torch_device, amp = pick_device(device)
+    model = load_generator(checkpoint, torch_device)
+    cfg = data_config_for(checkpoint, model, size)
+    if is_few_shot(model) and not references:
+        raise ValueError("a few-shot model needs --reference images of the person or scene to render")
+    if not is_few_shot(model) and references:
+        raise ValueError("--reference is for few-shot models; this checkpoint is a vid2vid model")
+
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-generate-")))
+        root = _prepared(driving, cfg.task, workdir, "driving")
+        sequences = scan(root, cfg.task)
+        chosen = [s for s in sequences if sequence is None or s.name == sequence]
+        if not chosen:
+            raise DataError(f"{root}: no sequence {sequence!r} (has {', '.join(s.name for s in sequences)})")
+        refs = load_references(_reference_locations([Path(r) for r in references], cfg.task, workdir), cfg) \
+            if references else None
+        if fps is None:
+            fps = video_info(driving)[1] if is_video(driving) else 25.0
+        frames_tmp = None
+        if frames_dir is not None:
+            frames_dir.parent.mkdir(parents=True, exist_ok=True)
+            # PNGs go to a hidden folder renamed into place at the end: no half-written frame folder.
+            frames_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                dir=frames_dir.parent, prefix=f".{frames_dir.name}.", ignore_cleanup_errors=True)))
+        stream = VideoClips(root, cfg).stream(chosen[0], max_frames)
+        total = len(chosen[0]) if max_frames is None else min(max_frames, len(chosen[0]))
+        reference_picture = None if refs is None else to_uint8(refs.images[0, 0])
+        start, count = time.perf_counter(), 0
+        bar = stack.enter_context(tqdm(total=total, desc="generate", unit="frame", disable=not progress))
+        writer = stack.enter_context(VideoWriter(output, fps=fps))
+        for result, item in generate_frames(model, stream, refs, torch_device, amp):
+            picture = result
+            if side_by_side:
+                parts = [label_to_uint8(item["label"]), result]
+                if reference_picture is not None:
+                    parts.append(reference_picture)
+                picture = np.concatenate(parts, axis=1)
+            writer.write(picture)
+            if frames_tmp is not None:
+                write_image(frames_tmp / f"{item['frame']}.png", result)
+            count += 1
+            bar.update(1)
+        if frames_tmp is not None:
+            if frames_dir.exists():
+                shutil.rmtree(frames_dir)
+            frames_tmp.rename(frames_dir)
+    return GenerateReport(count, time.perf_counter() - start, output)

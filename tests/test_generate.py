@@ -1,0 +1,122 @@
+"""Generation end to end (synth -> train -> generate -> mp4), streaming memory, metrics, bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vid2vid import metrics
+from vid2vid.cli import main
+from vid2vid.data.video import image_files, read_image, read_video
+from vid2vid.data.writer import write_synthetic
+from vid2vid.train import train
+
+from .conftest import tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny few-shot model trained for two iterations on built-in dancers, and held-out data."""
+    root = tmp_path_factory.mktemp("generate")
+    write_synthetic("dancers", root / "train", sequences=2, frames=8, size=(48, 48), progress=False)
+    write_synthetic("dancers", root / "heldout", sequences=1, frames=40, size=(48, 48), first_index=100,
+                    motion_offset=1, progress=False)
+    result = train(tiny_train_config(root / "train", schedule={"iterations": 2}), root / "run", progress=False)
+    return root, result.last_checkpoint
+
+
+def test_synth_train_generate_end_to_end(trained, tmp_path, capsys):
+    root, checkpoint = trained
+    refs = [str(root / "train" / "images" / "dancers0000" / "00002.png"),
+            str(root / "train" / "images" / "dancers0001" / "00005.png")]
+    out = tmp_path / "result.mp4"
+    code = main(["generate", "--checkpoint", str(checkpoint), "--driving", str(root / "heldout"), "--reference",
+                 *refs, "-o", str(out), "--max-frames", "12", "--frames-dir", str(tmp_path / "frames"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert "12 frames" in capsys.readouterr().out
+    frames = list(read_video(out))
+    assert len(frames) == 12 and frames[0].shape == (32, 32, 3)  # the size the model was trained at
+    pngs = image_files(tmp_path / "frames")
+    assert [p.stem for p in pngs] == [f"{i:05d}" for i in range(12)]
+    # The mp4 holds the PNG frames (H.264 at high quality).
+    assert np.abs(frames[3].astype(int) - read_image(pngs[3]).astype(int)).mean() < 8
+
+    side = tmp_path / "side.mp4"
+    assert main(["generate", "--checkpoint", str(checkpoint), "--driving", str(root / "heldout"), "--reference",
+                 refs[0], "-o", str(side), "--max-frames", "3", "--side-by-side", "--quiet"]) == 0
+    frames = list(read_video(side))
+    assert len(frames) == 3 and frames[0].shape == (32, 96, 3)  # labels | result | reference
+
+
+def test_generate_refuses_to_overwrite_and_needs_references(trained, tmp_path, capsys):
+    root, checkpoint = trained
+    out = tmp_path / "result.mp4"
+    out.write_bytes(b"precious")
+    ref = str(root / "train" / "images" / "dancers0000" / "00002.png")
+    args = ["generate", "--checkpoint", str(checkpoint), "--driving", str(root / "heldout"), "-o", str(out),
+            "--quiet"]
+    assert main(args + ["--reference", ref]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {out}: exists (use --overwrite to replace it)"
+    assert out.read_bytes() == b"precious"
+    other = tmp_path / "other.mp4"
+    assert main(args[:-3] + ["-o", str(other), "--quiet"]) == 2
+    assert "needs --reference images" in capsys.readouterr().err
+    assert not other.exists()
+    assert main(args[:-3] + ["-o", str(other), "--reference", str(tmp_path / "nope.png"), "--quiet"]) == 2
+    assert "nope.png: no such reference image" in capsys.readouterr().err
+    assert not other.exists() and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+MEMORY_PROBE = """
+import resource, sys
+from vid2vid.generate import generate
+generate(sys.argv[1], sys.argv[2], sys.argv[3], [sys.argv[4]], max_frames=int(sys.argv[5]), progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_streaming_memory_stays_flat(trained, tmp_path):
+    """Ten times more frames: the peak resident memory grows by less than 25 MB (history only)."""
+    root, checkpoint = trained
+    ref = str(root / "train" / "images" / "dancers0000" / "00002.png")
+
+    def peak_kib(frames):
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(checkpoint), str(root / "heldout"),
+                              str(tmp_path / f"{frames}.mp4"), ref, str(frames)],
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    few, many = peak_kib(4), peak_kib(40)
+    assert len(list(read_video(tmp_path / "40.mp4"))) == 40
+    assert many - few < 25 * 1024, (few, many)
+
+
+def test_metrics_values():
+    rng = np.random.default_rng(0)
+    image = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    assert metrics.psnr(image, image) == float("inf")
+    assert metrics.ssim(image, image) == pytest.approx(1.0)
+    noisy = np.clip(image.astype(int) + rng.integers(-10, 11, image.shape), 0, 255).astype(np.uint8)
+    mse = np.mean((noisy.astype(float) - image) ** 2)
+    assert metrics.psnr(noisy, image) == pytest.approx(10 * np.log10(255 ** 2 / mse))
+    assert 0 < metrics.ssim(noisy, image) < 1
+    assert metrics.ssim(255 - image, image) < 0
+
+
+def test_warping_error_sees_flicker(trained):
+    root, _ = trained
+    truths = [read_image(p) for p in image_files(root / "heldout" / "images" / "dancers0100_motion0101")[:6]]
+    steady = metrics.warping_error(truths, truths)
+    flicker = [np.clip(t.astype(int) + (20 if i % 2 else -20), 0, 255).astype(np.uint8) for i, t in enumerate(truths)]
+    assert steady < 2
+    assert metrics.warping_error(flicker, truths) > 10 * steady + 20
+
+
+def test_demo_comparison_strip_layout():
+    from vid2vid.demo import comparison_strip
+
+    frames = [np.full((8, 8, 3), i, np.uint8) for i in range(10)]
+    strip = comparison_strip(frames, frames, frames, frames[:2], columns=4)
+    assert strip.shape == (24, 4 * 8 + 4 + 8, 3)  # 4 columns of pose/result/truth, a gap, the references
+    assert strip[0, 8 * 3, 0] == 9  # the last column shows the last frame
