@@ -120,3 +120,21 @@ def test_demo_comparison_strip_layout():
     strip = comparison_strip(frames, frames, frames, frames[:2], columns=4)
     assert strip.shape == (24, 4 * 8 + 4 + 8, 3)  # 4 columns of pose/result/truth, a gap, the references
     assert strip[0, 8 * 3, 0] == 9  # the last column shows the last frame
+
+
+def test_vid2vid_street_generation(tmp_path, capsys):
+    """The vid2vid path: a street model (one training iteration) renders class-id maps into video."""
+    from vid2vid.train import load_train_config
+
+    write_synthetic("street", tmp_path / "street", sequences=1, frames=6, size=(64, 128), progress=False)
+    cfg = load_train_config("train_street_cpu", data_root=str(tmp_path / "street"))
+    cfg.schedule.iterations, cfg.data.clip_length, cfg.discriminator.temporal.enabled = 1, 2, False
+    result = train(cfg, tmp_path / "run", progress=False)
+    out = tmp_path / "street.mp4"
+    assert main(["generate", "--checkpoint", str(result.last_checkpoint), "--driving", str(tmp_path / "street"),
+                 "-o", str(out), "--quiet"]) == 0
+    frames = list(read_video(out))
+    assert len(frames) == 6 and frames[0].shape == (64, 128, 3)
+    assert main(["generate", "--checkpoint", str(result.last_checkpoint), "--driving", str(tmp_path / "street"),
+                 "--reference", str(tmp_path / "x.png"), "-o", str(tmp_path / "y.mp4"), "--quiet"]) == 2
+    assert "--reference is for few-shot models" in capsys.readouterr().err
