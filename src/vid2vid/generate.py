@@ -26,6 +26,7 @@ from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import MODALITIES, scan
 from vid2vid.data.video import VideoWriter, is_video, video_info, write_image
 from vid2vid.step import References, is_few_shot, new_history, step
+from vid2vid.train import label_picture, pick_device, pick_precision
 
 TASK_BY_CHANNELS = {6: "pose", 1: "face"}
 
@@ -126,17 +127,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def label_to_uint8(label: torch.Tensor) -> np.ndarray:
-    from vid2vid.train import label_picture
     return to_uint8(label_picture(label[None])[0])
-
-
-def pick_device(name: str) -> tuple[torch.device, torch.dtype | None]:
-    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                          ("cpu" if name == "auto" else name))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but no CUDA device is available")
-    amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    return device, amp
 
 
 def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, references: list[str | Path] = (),
@@ -153,7 +144,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     frames_dir = Path(frames_dir) if frames_dir else None
     if frames_dir is not None and frames_dir.exists() and any(frames_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{frames_dir}: holds files (use --overwrite to replace them)")
-    torch_device, amp = pick_device(device)
+    torch_device = pick_device(device)
+    amp = pick_precision("auto", torch_device)
     model = load_generator(checkpoint, torch_device)
     cfg = data_config_for(checkpoint, model, size)
     if is_few_shot(model) and not references:

@@ -23,15 +23,20 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); grey images are repeated, alpha is dropped."""
-    path = Path(path)
+def _decode(path: Path) -> np.ndarray:
+    """The image file's pixels as stored (any depth and channel count)."""
     data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
     if data is None:
         raise DataError(f"{path}: no such file")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise DataError(f"{path}: not a readable image (empty or corrupt)")
+    return image
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); grey images are repeated, alpha is dropped."""
+    image = _decode(Path(path))
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     if image.ndim == 2:
@@ -44,12 +49,7 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_id_map(path: str | Path) -> np.ndarray:
     """A single-channel PNG of ids (class or instance) as (H, W) integers, exactly as stored."""
     path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
-        raise DataError(f"{path}: no such file")
-    ids = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if ids is None:
-        raise DataError(f"{path}: not a readable image (empty or corrupt)")
+    ids = _decode(path)
     if ids.ndim == 3:
         if not (np.array_equal(ids[..., 0], ids[..., 1]) and np.array_equal(ids[..., 0], ids[..., 2])):
             raise DataError(f"{path}: an id map must have one channel (got a colour image)")
