@@ -44,7 +44,7 @@ from vid2vid.models.discriminators import (
 from vid2vid.models.fs_vid2vid import FewShotGenerator, pick_reference
 from vid2vid.models.vid2vid import Vid2VidGenerator
 from vid2vid.settings import Settings
-from vid2vid.step import History, References, is_few_shot, step
+from vid2vid.step import References, is_few_shot, new_history, step
 
 MODELS = {"fs_vid2vid": FewShotGenerator, "vid2vid": Vid2VidGenerator}
 
@@ -322,7 +322,7 @@ def run_generator(G: torch.nn.Module, batch: dict, backprop_frames: int) -> Clip
     backprop_frames + 1 frames and are detached at chunk starts."""
     labels = batch["labels"]
     refs = References(batch["ref_labels"], batch["ref_images"]) if is_few_shot(G) else None
-    history = History(G.cfg.num_prev_frames)
+    history = new_history(G)
     fakes, prev, ref = [], [], []
     ref_idx = None
     for t in range(labels.shape[1]):
