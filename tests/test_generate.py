@@ -113,13 +113,16 @@ def test_warping_error_sees_flicker(trained):
     assert metrics.warping_error(flicker, truths) > 10 * steady + 20
 
 
-def test_demo_comparison_strip_layout():
-    from vid2vid.demo import comparison_strip
+def test_frame_strip_layout():
+    from vid2vid.evaluate import Rendered, frame_strip
 
     frames = [np.full((8, 8, 3), i, np.uint8) for i in range(10)]
-    strip = comparison_strip(frames, frames, frames, frames[:2], columns=4)
+    rendered = Rendered("s", frames, frames, frames, [None] * 10, frames[:2])
+    strip = frame_strip(rendered, columns=4)
     assert strip.shape == (24, 4 * 8 + 4 + 8, 3)  # 4 columns of pose/result/truth, a gap, the references
     assert strip[0, 8 * 3, 0] == 9  # the last column shows the last frame
+    assert strip[8, -1, 0] == 1 and strip[16, -1, 0] == 255  # the second reference, then white
+    assert frame_strip(Rendered("s", frames, frames, frames, [None] * 10), columns=4).shape == (24, 32, 3)
 
 
 def test_vid2vid_street_generation(tmp_path, capsys):

@@ -94,6 +94,18 @@ def test_training_learns(dancers, tmp_path):
     assert after < 0.5 * before, (before, after)
 
 
+@pytest.mark.parametrize("gain", [0.02, 1.0])
+def test_training_starts_from_the_configured_initial_gain(dancers, tmp_path, gain):
+    """optim.init_gain sets the xavier-normal gain: the first checkpoint's untouched weights have its scale."""
+    cfg = tiny_train_config(dancers, optim={"init_gain": gain, "lr_G": 1e-12, "lr_D": 1e-12, "ema_decay": 0},
+                            schedule={"iterations": 1})
+    result = train(cfg, tmp_path / "run", progress=False)
+    weight = load_file(result.last_checkpoint / "generator.safetensors")["to_image.weight"]
+    fan_in, fan_out = weight.shape[1] * 9, weight.shape[0] * 9
+    expected = gain * (2 / (fan_in + fan_out)) ** 0.5
+    assert abs(weight.std().item() / expected - 1) < 0.35
+
+
 def weights_of(folder):
     return {name: load_file(folder / name) for name in ("generator.safetensors", "model.safetensors",
                                                          "discriminators.safetensors")}

@@ -61,6 +61,29 @@ def test_history_decides_the_path(combine):
     assert (third.fake_raw_images is None) == (combine == "spade")
 
 
+def test_per_frame_generator_has_no_temporal_parts_and_ignores_history():
+    """num_prev_frames 0 is the papers' per-frame baseline: every frame is made from its label alone."""
+    from vid2vid.step import new_history, step
+
+    g = tiny(num_prev_frames=0)
+    assert not any("flow" in name or "prev" in name for name, _ in g.named_parameters())
+    seq = labels(3)
+    history = new_history(g)
+    outputs = []
+    for t in range(3):
+        with torch.no_grad():
+            out = step(g, seq[:, t], history)
+        history.push(seq[:, t], out.fake_images)
+        outputs.append(out.fake_images)
+        assert out.fake_flow_maps is None and out.warped_images is None
+    assert history.labels == [] and history.images == []
+    with torch.no_grad():
+        torch.testing.assert_close(outputs[2], g(label=seq[:, 2]).fake_images)
+    g.train()
+    g(label=seq[:, 0]).fake_images.mean().backward()
+    assert all(p.grad is not None for p in g.parameters())
+
+
 def test_first_frame_size_comes_from_the_config_when_set():
     g = tiny(first_frame_size=(64, 64))
     with torch.no_grad():

@@ -101,6 +101,23 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from vid2vid.evaluate import evaluate
+
+    try:
+        report = evaluate(args.checkpoint, args.data, args.output, args.K, references=args.references,
+                          sequences=args.sequence, max_frames=args.max_frames, size=args.size,
+                          inception=args.inception, i3d=args.i3d, pose_error=not args.no_pose_error,
+                          overwrite=args.overwrite, device=args.device, progress=not args.quiet)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    for key, summary in report["results"].items():
+        scores = ", ".join(f"{name} {summary[name]:.4g}" for name in ("psnr", "ssim", "warping_error", "pose_error",
+                                                                     "fid", "fvd") if summary.get(name) is not None)
+        print(f"{key}: {scores}")
+    print(f"wrote {Path(args.output) / 'metrics.json'} and {Path(args.output) / 'report.html'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vid2vid", description="Video-to-video synthesis.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -154,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=cmd_generate)
+
+    ev = sub.add_parser("evaluate", help="score a checkpoint on held-out sequences against their ground truth")
+    ev.add_argument("--checkpoint", required=True, help="a checkpoint folder")
+    ev.add_argument("--data", required=True, help="a prepared dataset folder of held-out sequences")
+    ev.add_argument("--K", type=int, nargs="+", help="few-shot: numbers of reference images to try (default 1)")
+    ev.add_argument("--references", help="few-shot: dataset folder whose sequence of the same name gives the "
+                                        "references (default: the evaluated sequence itself)")
+    ev.add_argument("-o", "--output", required=True, help="report folder: metrics.json, report.html, PNGs")
+    ev.add_argument("--sequence", nargs="+", help="only these sequences")
+    ev.add_argument("--max-frames", type=int, help="score at most this many frames per sequence")
+    ev.add_argument("--size", type=parse_size, help="HxW (default: the size the model was trained at)")
+    ev.add_argument("--inception", help="FID: pytorch-fid's Inception weights (pt_inception-2015-12-05-*.pth)")
+    ev.add_argument("--i3d", help="FVD: a TorchScript I3D (i3d_torchscript.pt of the common FVD tools)")
+    ev.add_argument("--no-pose-error", action="store_true", help="skip keypoint detection on the results")
+    ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(run=cmd_evaluate)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
     synth.add_argument("kind", choices=["dancers", "street", "faces"])

@@ -29,6 +29,8 @@ class History:
     images: list[torch.Tensor] = field(default_factory=list)  # each (B, 3, H, W)
 
     def push(self, label: torch.Tensor, image: torch.Tensor) -> None:
+        if self.size == 0:  # a per-frame model (num_prev_frames 0) keeps nothing
+            return
         self.labels = (self.labels + [label])[-self.size:]
         self.images = (self.images + [image])[-self.size:]
 

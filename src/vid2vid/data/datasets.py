@@ -182,6 +182,14 @@ def keypoints_in_box(people: list, box: render.CropBox, size: tuple[int, int]) -
     return torch.from_numpy(points)
 
 
+def landmarks_in_box(landmarks: np.ndarray, box: render.CropBox, size: tuple[int, int]) -> torch.Tensor:
+    """dlib-68 face landmarks (68, 2) in output pixels."""
+    points = landmarks.astype(np.float32).copy()
+    points[:, 0] = (points[:, 0] - box.left) * size[1] / box.width
+    points[:, 1] = (points[:, 1] - box.top) * size[0] / box.height
+    return torch.from_numpy(points)
+
+
 def to_tensor(array: np.ndarray) -> torch.Tensor:
     """(H, W, C) -> (C, H, W) float32."""
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
@@ -291,7 +299,8 @@ class VideoClips(Dataset):
 
     def stream(self, sequence: Sequence, max_frames: int | None = None) -> Iterator[dict]:
         """The frames of a sequence in order for generation: one crop for all of them (from the first frame,
-        as imaginaire's inference does), no augmentation. Items: label (C, H, W), image (3, H, W), frame."""
+        as imaginaire's inference does), no augmentation. Items: label (C, H, W), image (3, H, W), frame, and the
+        driving keypoints (pose) or landmarks (face) in output pixels."""
         box = None
         for index in range(len(sequence) if max_frames is None else min(max_frames, len(sequence))):
             frame = self.working_frame(sequence, index, False)
@@ -302,9 +311,14 @@ class VideoClips(Dataset):
             elif frame.source_size != size:
                 raise DataError(f"{sequence.files['images'][index]}: size {frame.source_size[1]}x"
                                 f"{frame.source_size[0]} differs from the sequence's {size[1]}x{size[0]}")
-            yield {"label": to_tensor(crop_resize(label, box, self.cfg.size, self.nearest_labels)),
-                   "image": image_to_tensor(crop_resize(frame.image, box, self.cfg.size, False)),
-                   "frame": sequence.frames[index]}
+            item = {"label": to_tensor(crop_resize(label, box, self.cfg.size, self.nearest_labels)),
+                    "image": image_to_tensor(crop_resize(frame.image, box, self.cfg.size, False)),
+                    "frame": sequence.frames[index]}
+            if frame.people is not None:
+                item["keypoints"] = keypoints_in_box(frame.people, box, self.cfg.size)
+            if frame.landmarks is not None:
+                item["landmarks"] = landmarks_in_box(frame.landmarks, box, self.cfg.size)
+            yield item
 
     @property
     def nearest_labels(self) -> bool:

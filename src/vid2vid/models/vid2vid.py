@@ -48,7 +48,7 @@ class Vid2VidConfig(Settings):
     embed_num_downsamples: int = 5
     kernel_size: int = 3
     spade_kernel_size: int = 1
-    num_prev_frames: int = 2          # previous frames the flow network reads (warping starts then)
+    num_prev_frames: int = 2          # previous frames the flow network reads (warping starts then); 0: per frame
     num_multi_spade_layers: int = 3   # finest levels that also take the warped previous frame
     flow_num_downsamples: int = 5
     flow_res_blocks: int = 6
@@ -76,7 +76,7 @@ class Vid2VidConfig(Settings):
         """SPADE inputs of a generator level: the label embedding, plus the warped-frame embedding."""
         d = min(level, self.embed_num_downsamples)
         c = min(self.max_filters, self.num_filters * 2 ** d)
-        two = self.temporal_combine == "spade" and d < self.num_multi_spade_layers
+        two = self.temporal_combine == "spade" and d < self.num_multi_spade_layers and self.num_prev_frames > 0
         return [c, c] if two else [c]
 
 
@@ -127,6 +127,8 @@ class Vid2VidGenerator(nn.Module):
             self.to_background_image = nn.Conv2d(cfg.num_filters, cfg.image_channels, k, padding=k // 2)
         # First frame: the label, shrunk to the bottleneck, mapped to features.
         self.first_frame_input = nn.Conv2d(cfg.label_channels, ch[cfg.num_layers + 1], k, padding=k // 2)
+        if cfg.num_prev_frames == 0:  # a per-frame generator: no flow, no warping (the papers' baseline)
+            return
         # Later frames: the previous output encoded under its label.
         self.prev_image_input = nn.Conv2d(cfg.image_channels, cfg.num_filters, k, padding=k // 2)
         self.down = nn.ModuleList([res_block(ch[i], ch[i + 1], i) for i in range(cfg.num_downsamples_img + 1)])

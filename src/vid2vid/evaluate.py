@@ -1,0 +1,431 @@
+"""`vid2vid evaluate`: render held-out sequences and score them against their ground truth.
+
+For each sequence of a prepared dataset the checkpoint renders the driving labels (few-shot models from K
+reference frames, for every K asked for) and the frames are scored: PSNR and SSIM, the temporal warping error,
+the pose error (keypoints detected on the results by the detector `prepare` uses, against the driving
+keypoints), and FID / FVD where their feature networks are given. REPORT_DIR gets `metrics.json`, a
+self-contained `report.html` (plots and frame strips inlined) and the pictures as PNG files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vid2vid import fid, metrics
+from vid2vid.checkpoint import load_generator
+from vid2vid.data import DataError
+from vid2vid.data.datasets import DataConfig, VideoClips
+from vid2vid.data.layout import Sequence, scan
+from vid2vid.data.video import write_image
+from vid2vid.files import atomic_write_bytes
+from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, to_uint8
+from vid2vid.step import References, is_few_shot
+from vid2vid.train import pick_device, pick_precision
+
+
+@dataclass
+class Rendered:
+    """One rendered sequence: uint8 RGB frames and what they are scored against."""
+    name: str
+    results: list[np.ndarray] = field(default_factory=list)
+    truths: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    points: list[np.ndarray | None] = field(default_factory=list)  # driving keypoints/landmarks, output pixels
+    references: list[np.ndarray] = field(default_factory=list)
+
+
+def reference_indices(length: int, k: int) -> list[int]:
+    """K frames spread evenly over a sequence of given length, the first one included."""
+    if k > length:
+        raise DataError(f"K = {k} references asked for, but the reference sequence has {length} frames")
+    return [round(i * (length - 1) / k) for i in range(k)]
+
+
+def reference_sequence(candidates: list[Sequence], name: str) -> Sequence | None:
+    """The sequence of the same name, else the longest whose name starts the driving one's: references of
+    `dancers0100` serve the driving sequence `dancers0100_motion0101` (the same person in another video)."""
+    exact = next((s for s in candidates if s.name == name), None)
+    if exact is not None:
+        return exact
+    prefixes = [s for s in candidates if name.startswith(s.name + "_")]
+    return max(prefixes, key=lambda s: len(s.name), default=None)
+
+
+def render_sequence(model, cfg: DataConfig, root: Path, sequence: Sequence, k: int | None,
+                    reference_root: Path | None, device: torch.device, amp_dtype=None,
+                    max_frames: int | None = None) -> Rendered:
+    """Render one driving sequence. Few-shot references are K frames of the matching sequence (see
+    reference_sequence) in reference_root, or of the driving sequence itself."""
+    rendered = Rendered(sequence.name)
+    refs = None
+    if k is not None:
+        ref_root = reference_root or root
+        ref_sequence = reference_sequence(scan(ref_root, cfg.task), sequence.name)
+        if ref_sequence is None:
+            raise DataError(f"{ref_root}: no sequence {sequence.name} (or a prefix of it) to take references from")
+        ref_labels, ref_images = VideoClips(ref_root, cfg).references(
+            ref_sequence, reference_indices(len(ref_sequence), k))
+        refs = References(ref_labels[None], ref_images[None])
+        rendered.references = [to_uint8(x) for x in ref_images]
+    stream = VideoClips(root, cfg).stream(sequence, max_frames)
+    for result, item in generate_frames(model, stream, refs, device, amp_dtype):
+        rendered.results.append(result)
+        rendered.truths.append(to_uint8(item["image"]))
+        rendered.labels.append(label_to_uint8(item["label"]))
+        points = item.get("keypoints", item.get("landmarks"))
+        rendered.points.append(None if points is None else points.numpy())
+    return rendered
+
+
+def frame_strip(rendered: Rendered, columns: int = 6) -> np.ndarray:
+    """Rows driving labels / result / ground truth at evenly spaced frames; then the references."""
+    picks = np.linspace(0, len(rendered.results) - 1, min(columns, len(rendered.results))).round().astype(int)
+    blocks = [np.concatenate([rendered.labels[i], rendered.results[i], rendered.truths[i]], axis=0) for i in picks]
+    h, w = rendered.results[0].shape[:2]
+    gap = np.full((3 * h, 4, 3), 255, np.uint8)
+    strip = np.concatenate(blocks, axis=1)
+    if not rendered.references:
+        return strip
+    refs = rendered.references[:3] + [np.full((h, w, 3), 255, np.uint8)] * (3 - min(3, len(rendered.references)))
+    return np.concatenate([strip, gap, np.concatenate(refs, axis=0)], axis=1)
+
+
+# ------------------------------------------------------------------------------------ keypoint detection
+
+
+class KeypointDetector:
+    """The detector `prepare` uses, on generated frames: body points (pose) or dlib-68 landmarks (face)."""
+
+    def __init__(self, task: str):
+        from vid2vid.data.keypoints import FaceExtractor, PoseExtractor
+
+        self.task = task
+        self._detector = PoseExtractor() if task == "pose" else FaceExtractor()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        """(N, 3) points (x, y, confidence > 0 where found), or None where nobody is found."""
+        if self.task == "face":
+            found = self._detector(image)
+            return None if found is None else np.concatenate([found, np.ones((len(found), 1))], axis=1)
+        people = self._detector(image)
+        if not people:
+            return None
+        return np.asarray(people[0]["pose_keypoints_2d"], np.float64).reshape(-1, 3)
+
+    def close(self) -> None:
+        self._detector.close()
+
+
+def keypoint_distance(detected: np.ndarray, driving: np.ndarray) -> float | None:
+    """Mean pixel distance over points present in both (driving pose points are BODY_25 first)."""
+    driving = np.asarray(driving, np.float64)
+    if driving.shape[1] == 2:
+        driving = np.concatenate([driving, np.ones((len(driving), 1))], axis=1)
+    n = min(len(detected), len(driving))
+    both = (detected[:n, 2] > 0) & (driving[:n, 2] > 0)
+    if not both.any():
+        return None
+    return float(np.linalg.norm(detected[:n][both, :2] - driving[:n][both, :2], axis=1).mean())
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+class Scorer:
+    """Accumulates every metric for one K over the sequences."""
+
+    def __init__(self, inception, i3d, detector: KeypointDetector | None, device: torch.device):
+        self.inception, self.i3d, self.detector, self.device = inception, i3d, detector, device
+        self.psnr, self.ssim, self.warp, self.pose, self.frames = [], [], [], [], 0
+        self.detected = 0
+        self.fid_stats, self.fvd_stats = fid.FeatureStats(), fid.FeatureStats()
+        self.per_sequence = {}
+
+    def add(self, rendered: Rendered, frame_height: int) -> None:
+        psnr = [metrics.psnr(r, t) for r, t in zip(rendered.results, rendered.truths, strict=True)]
+        ssim = [metrics.ssim(r, t) for r, t in zip(rendered.results, rendered.truths, strict=True)]
+        warp = metrics.warping_error(rendered.results, rendered.truths)
+        self.psnr += psnr
+        self.ssim += ssim
+        self.warp.append(warp)
+        self.frames += len(psnr)
+        entry = {"frames": len(psnr), "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
+                 "warping_error": warp, "psnr_per_frame": psnr}
+        if self.detector is not None:
+            distances = []
+            for result, points in zip(rendered.results, rendered.points, strict=True):
+                found = self.detector(result) if points is not None else None
+                distance = None if found is None else keypoint_distance(found, points)
+                if distance is not None:
+                    distances.append(distance / frame_height)
+            self.pose += distances
+            self.detected += len(distances)
+            entry["pose_error"] = float(np.mean(distances)) if distances else None
+        if self.inception is not None:
+            self.fid_stats.add(features(self.inception, rendered.results, self.device))
+        if self.i3d is not None:
+            for clip in clips_of(rendered.results):
+                self.fvd_stats.add(fid.i3d_features(self.i3d, to_batch(clip, self.device)[None]))
+        self.per_sequence[rendered.name] = entry
+
+    def summary(self, real_fid: fid.FeatureStats | None, real_fvd: fid.FeatureStats | None) -> dict:
+        out = {"frames": self.frames, "psnr": float(np.mean(self.psnr)), "ssim": float(np.mean(self.ssim)),
+               "warping_error": float(np.mean(self.warp))}
+        if self.detector is not None:
+            out["pose_error"] = float(np.mean(self.pose)) if self.pose else None
+            out["pose_detected"] = self.detected / max(1, self.frames)
+        if real_fid is not None:
+            out["fid"] = fid.stats_distance(real_fid, self.fid_stats)
+        if real_fvd is not None:
+            out["fvd"] = fid.stats_distance(real_fvd, self.fvd_stats) if self.fvd_stats.count >= 2 else None
+            out["fvd_clips"] = self.fvd_stats.count
+        out["sequences"] = self.per_sequence
+        return out
+
+
+def to_batch(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 (H, W, 3) frames -> (N, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float() / 255
+
+
+@torch.no_grad()
+def features(inception, frames: list[np.ndarray], device: torch.device, batch: int = 16) -> torch.Tensor:
+    return torch.cat([inception(to_batch(frames[i:i + batch], device)) for i in range(0, len(frames), batch)])
+
+
+def clips_of(frames: list[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """Consecutive, non-overlapping FVD clips; a shorter tail is left out."""
+    for start in range(0, len(frames) - fid.FVD_CLIP_LENGTH + 1, fid.FVD_CLIP_LENGTH):
+        yield frames[start:start + fid.FVD_CLIP_LENGTH]
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def plots(results: dict) -> dict[str, bytes]:
+    """PNG plots: per-frame PSNR of every sequence, and the scores against K where several K were run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pictures = {}
+    figure, axis = plt.subplots(figsize=(7, 3.2))
+    for key, summary in results.items():
+        for name, entry in summary["sequences"].items():
+            axis.plot(entry["psnr_per_frame"], label=f"{key} {name}" if key != "all" else name)
+    axis.set_xlabel("frame")
+    axis.set_ylabel("PSNR (dB)")
+    axis.set_title("PSNR per frame")
+    axis.grid(alpha=0.3)
+    if sum(len(s["sequences"]) for s in results.values()) <= 12:
+        axis.legend(fontsize=7)
+    pictures["psnr_per_frame.png"] = _png(figure)
+    plt.close(figure)
+    if len(results) > 1:
+        ks = [int(k.split("=")[1]) for k in results]
+        names = [m for m in ("psnr", "ssim", "warping_error", "pose_error", "fid", "fvd")
+                 if all(results[k].get(m) is not None for k in results)]
+        figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3))
+        for axis, name in zip(np.atleast_1d(axes), names, strict=True):
+            axis.plot(ks, [results[k][name] for k in results], marker="o")
+            axis.set_xticks(ks)
+            axis.set_xlabel("K (reference images)")
+            axis.set_title(name.replace("_", " "))
+            axis.grid(alpha=0.3)
+        figure.tight_layout()
+        pictures["scores_against_k.png"] = _png(figure)
+        plt.close(figure)
+    return pictures
+
+
+def _inline(name: str, data: bytes) -> str:
+    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
+            f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>')
+
+
+def report_html(report: dict, pictures: dict[str, bytes]) -> str:
+    columns = [("psnr", "PSNR (dB) ↑"), ("ssim", "SSIM ↑"), ("warping_error", "warping error ↓"),
+               ("pose_error", "pose error ↓"), ("pose_detected", "pose found"), ("fid", "FID ↓"),
+               ("fvd", "FVD ↓")]
+    shown = [(key, title) for key, title in columns if any(key in s for s in report["results"].values())]
+
+    def cell(value):
+        return "n/a" if value is None else f"{value:.4g}"
+
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{s['frames']}</td>"
+                   + "".join(f"<td>{cell(s.get(key))}</td>" for key, _ in shown) + "</tr>"
+                   for k, s in report["results"].items())
+    head = "<tr><th></th><th>frames</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in shown) + "</tr>"
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"])
+    figures = "".join(_inline(name, data) for name, data in pictures.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>vid2vid evaluation</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; image-rendering: pixelated; }}
+figcaption {{ color: #666; font-size: 90%; }} code {{ background: #f3f3f3; padding: 1px 4px; }}
+</style></head><body>
+<h1>vid2vid evaluation</h1>
+<p>Checkpoint <code>{html.escape(report["checkpoint"])}</code> on <code>{html.escape(report["data"])}</code>
+({report["sequences"]} sequences, {report["size"][0]}x{report["size"][1]}).</p>
+<table>{head}{rows}</table>
+<p>Ground truth warping error (the floor): {cell(report["ground_truth_warping_error"])}.
+{html.escape(report["units"])}</p>
+<ul>{notes}</ul>
+{figures}
+</body></html>
+"""
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list[int] | None = None, *,
+             references: str | Path | None = None, sequences: list[str] | None = None,
+             max_frames: int | None = None, size: tuple[int, int] | None = None,
+             inception: str | Path | None = None, i3d: str | Path | None = None, pose_error: bool = True,
+             overwrite: bool = False, device: str = "auto", progress: bool = True) -> dict:
+    out, data = Path(out), Path(data)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: holds files (use --overwrite to replace them)")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: no such folder for the report")
+    reference_root = Path(references) if references is not None else None
+    torch_device = pick_device(device)
+    amp = pick_precision("auto", torch_device)
+    inception_net = fid.load_inception(inception, torch_device) if inception else None
+    i3d_net = fid.load_i3d(i3d, torch_device) if i3d else None
+    model = load_generator(checkpoint, torch_device)
+    cfg = data_config_for(checkpoint, model, size)
+    chosen = [s for s in scan(data, cfg.task) if not sequences or s.name in sequences]
+    if sequences and len(chosen) < len(set(sequences)):
+        missing = sorted(set(sequences) - {s.name for s in chosen})
+        raise DataError(f"{data}: no sequence {', '.join(missing)}")
+    few_shot = is_few_shot(model)
+    if few_shot:
+        ks = sorted(set(ks or [1]))
+        if min(ks) < 1:
+            raise ValueError(f"K must be at least 1, got {min(ks)}")
+    elif ks:
+        raise ValueError("--K is for few-shot models; this checkpoint is a vid2vid model")
+
+    notes = []
+    if few_shot:
+        notes.append(f"references: K frames spread evenly over the sequence of the same name (or its prefix "
+                     f"before _) in {reference_root}" if reference_root else
+                     "references: K frames spread evenly over the evaluated sequence itself (those frames are "
+                     "also scored; give --references for held-out reference frames)")
+    detector = None
+    if pose_error and cfg.task in ("pose", "face"):
+        from vid2vid.data.keypoints import MissingExtra
+
+        try:
+            detector = KeypointDetector(cfg.task)
+        except MissingExtra as e:
+            notes.append(f"pose error left out: {e}")
+        else:
+            notes.append("pose error: mean distance between the keypoints the prepare detector finds on the "
+                         "results and the driving keypoints, as a fraction of the frame height, over frames "
+                         "where a person is found ('pose found')")
+    if inception_net is None:
+        notes.append("FID left out: no --inception weights given (pytorch-fid's pt_inception-2015-12-05 file)")
+    if i3d_net is None:
+        notes.append("FVD left out: no --i3d network given (a TorchScript I3D as the common FVD tools use)")
+
+    from tqdm import tqdm
+
+    results, strips = {}, {}
+    real_fid = fid.FeatureStats() if inception_net is not None else None
+    real_fvd = fid.FeatureStats() if i3d_net is not None else None
+    truth_warp = []
+    runs = [(f"K={k}", k) for k in ks] if few_shot else [("all", None)]
+    try:
+        with tqdm(total=len(runs) * len(chosen), desc="evaluate", unit="sequence", disable=not progress) as bar:
+            for run_index, (key, k) in enumerate(runs):
+                scorer = Scorer(inception_net, i3d_net, detector, torch_device)
+                for sequence in chosen:
+                    rendered = render_sequence(model, cfg, data, sequence, k, reference_root, torch_device, amp,
+                                               max_frames)
+                    scorer.add(rendered, cfg.size[0])
+                    if run_index == 0:  # the ground truth's own statistics, once
+                        truth_warp.append(metrics.warping_error(rendered.truths, rendered.truths))
+                        if real_fid is not None:
+                            real_fid.add(features(inception_net, rendered.truths, torch_device))
+                        if real_fvd is not None:
+                            for clip in clips_of(rendered.truths):
+                                real_fvd.add(fid.i3d_features(i3d_net, to_batch(clip, torch_device)[None]))
+                    if sequence is chosen[0]:
+                        strips[f"frames_{key.replace('=', '')}.png"] = frame_strip(rendered)
+                    bar.update(1)
+                if real_fid is not None and real_fid.count < 2:
+                    raise DataError(f"{data}: FID needs at least 2 frames")
+                results[key] = scorer.summary(real_fid, real_fvd if real_fvd and real_fvd.count >= 2 else None)
+    finally:
+        if detector is not None:
+            detector.close()
+    if real_fvd is not None and real_fvd.count < 2:
+        notes.append(f"FVD left out: fewer than 2 clips of {fid.FVD_CLIP_LENGTH} frames in the data")
+
+    report = {
+        "checkpoint": str(checkpoint), "data": str(data), "model": "fs_vid2vid" if few_shot else "vid2vid",
+        "sequences": len(chosen), "size": list(cfg.size), "results": results,
+        "ground_truth_warping_error": float(np.mean(truth_warp)),
+        "units": "PSNR in dB; SSIM in [0, 1]; warping error in intensity levels of 255 (lower is steadier); "
+                 "pose error as a fraction of the frame height",
+        "notes": notes,
+    }
+    pictures = plots(results)
+    write_report(out, report, pictures, strips, overwrite)
+    return report
+
+
+def write_report(out: Path, report: dict, pictures: dict[str, bytes], strips: dict[str, np.ndarray],
+                 overwrite: bool) -> None:
+    """Everything is written to a hidden folder beside out, then renamed into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, strip in strips.items():
+            write_image(tmp / name, strip)
+        for name, data in pictures.items():
+            (tmp / name).write_bytes(data)
+        inlined = dict(pictures)
+        for name in strips:
+            inlined[name] = (tmp / name).read_bytes()
+        atomic_write_bytes(tmp / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
+        (tmp / "report.html").write_text(report_html(report, inlined), encoding="utf-8")
+        tmp.chmod(0o755)
+        if out.exists():
+            if not overwrite and any(out.iterdir()):
+                raise FileExistsError(f"{out}: holds files (use --overwrite to replace them)")
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,93 @@
+"""What the studies share: built-in data, a bounded training run, evaluation on held-out sequences.
+
+Every study trains small CPU models on `vid2vid synth` data and scores them with `vid2vid evaluate` on
+sequences whose identities (and motions) were never seen in training. Results go to studies/results/NAME/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from vid2vid.data.writer import write_synthetic
+from vid2vid.evaluate import evaluate
+from vid2vid.train import TrainConfig, load_train_config, train
+
+RESULTS = Path(__file__).parent / "results"
+HELD_OUT_INDEX = 1000  # identities from here on are never used for training
+
+
+def synth(kind: str, root: Path, sequences: int, frames: int, size: tuple[int, int], first_index: int = 0,
+          motion_offset: int = 0) -> Path:
+    if not root.exists():
+        write_synthetic(kind, root, sequences=sequences, frames=frames, size=size, first_index=first_index,
+                        motion_offset=motion_offset, progress=False)
+    return root
+
+
+def configure(recipe: str, data_root: Path, iterations: int, **changes) -> TrainConfig:
+    """The CPU recipe with a fixed iteration count (equal for every arm of a study) and given changes:
+    {"generator": {...}} updates the generator dict, "section.key" sets one setting."""
+    cfg = load_train_config(recipe)
+    cfg.data_root = str(data_root)
+    cfg.schedule.iterations = iterations
+    cfg.run.checkpoint_every = iterations
+    cfg.run.image_every = max(iterations, 1)
+    for key, value in changes.items():
+        if key == "generator":
+            cfg.generator.update(value)
+            continue
+        section, name = key.split(".")
+        target = getattr(cfg, section)
+        setattr(target, name, type(getattr(target, name)).from_dict({**getattr(target, name).to_dict(), **value})
+                if hasattr(getattr(target, name), "to_dict") else value)
+    return cfg
+
+
+def run_arm(name: str, cfg: TrainConfig, out: Path, held_out: Path, *, references: Path | None = None,
+            ks: list[int] | None = None, pose_error: bool = False) -> dict:
+    """Train one arm (or reuse its finished run) and evaluate it; returns the evaluation's metrics."""
+    run_dir, report_dir = out / "runs" / name, out / "reports" / name
+    if (report_dir / "metrics.json").is_file():
+        return json.loads((report_dir / "metrics.json").read_text())
+    start = time.perf_counter()
+    result = train(cfg, run_dir, overwrite=True, progress=False)
+    minutes = (time.perf_counter() - start) / 60
+    report = evaluate(result.last_checkpoint, held_out, report_dir, ks, references=references,
+                      pose_error=pose_error, overwrite=True, progress=False)
+    report["training"] = {"iterations": result.iteration, "minutes": minutes}
+    (report_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{name}: {result.iteration} iterations in {minutes:.1f} min; "
+          + "; ".join(f"{k}: PSNR {s['psnr']:.2f}, warping error {s['warping_error']:.3f}"
+                      for k, s in report["results"].items()), flush=True)
+    return report
+
+
+def threads() -> None:
+    """Use the machine's cores, as `make demo` does."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def plot_bars(path: Path, title: str, groups: dict[str, dict[str, float]], ylabel: str) -> None:
+    """groups {arm: {metric label: value}} as grouped bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(groups)
+    labels = list(next(iter(groups.values())))
+    figure, axes = plt.subplots(1, len(labels), figsize=(3.4 * len(labels), 3))
+    for axis, label in zip(axes if len(labels) > 1 else [axes], labels, strict=True):
+        axis.bar(arms, [groups[a][label] for a in arms], color=["#4878a8", "#e08040", "#60a060", "#a060a0"][:len(arms)])
+        axis.set_title(label)
+        axis.grid(axis="y", alpha=0.3)
+        axis.tick_params(axis="x", labelsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,22 @@
+"""Study 1: vid2vid against a per-frame baseline on held-out built-in street sequences.
+
+The paper's claim: the sequential generator (flow, warping, previous frames, temporal D) flickers less than
+per-frame synthesis, at equal or better image quality. Both arms train the train_street_cpu recipe for the
+same number of iterations; the baseline is the same generator with num_prev_frames 0 and no temporal D.
+
+    python studies/study1_per_frame_baseline.py      (about 20 minutes on 2 CPU cores)
+"""
+
+import json
+
+from common import plot_bars, threads
+from street import OUT, street_arm
+
+if __name__ == "__main__":
+    threads()
+    scores = {name: street_arm(name) for name in ("vid2vid", "per-frame")}
+    table = {name: {"warping error (lower: steadier)": s["warping_error"], "PSNR (dB)": s["psnr"],
+                    "SSIM": s["ssim"]} for name, s in scores.items()}
+    plot_bars(OUT / "study1.png", "vid2vid vs per-frame, held-out street", table, "")
+    (OUT / "study1.json").write_text(json.dumps(table, indent=2) + "\n")
+    print(json.dumps(table, indent=2))
