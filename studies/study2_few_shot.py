@@ -4,7 +4,7 @@ The paper's claim: more reference images (K) and more training identities both i
 models train train_dancers_cpu for the same number of iterations on 8 and on 128 identities; each renders
 held-out identities doing held-out motions from K = 1, 2, 4 frames of another video of the same identity.
 
-    python studies/study2_few_shot.py                (about 15 minutes on 2 CPU cores)
+    python studies/study2_few_shot.py                (about 25 minutes on 2 CPU cores)
 """
 
 import json
@@ -13,7 +13,7 @@ from common import HELD_OUT_INDEX, RESULTS, configure, plot_bars, run_arm, synth
 
 OUT = RESULTS / "few_shot"
 SIZE = (64, 64)
-ITERATIONS = 300
+ITERATIONS = 600
 IDENTITIES = (8, 128)
 KS = [1, 2, 4]
 

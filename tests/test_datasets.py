@@ -1,5 +1,6 @@
 """Clip datasets on built-in synthetic data: shapes, ranges, references, determinism, teacher flow."""
 
+import json
 import shutil
 
 import numpy as np
@@ -166,5 +167,12 @@ def test_frames_of_different_sizes_name_the_file(synth_root, tmp_path):
     image = root / "images" / "faces0000" / "00003.png"
     write_image(image, np.zeros((32, 32, 3), np.uint8))
     clips = VideoClips(root, DataConfig(task="face", size=(32, 32), clip_length=8, augment=False, teacher_flow=False))
+    # The frame alone was made smaller: its landmarks now lie outside it.
+    with pytest.raises(DataError, match=r"00003.json: keypoint .* outside the 32x32 image"):
+        clips.load(clips.sequences[0], list(range(8)), [], None)
+    # Frame and landmarks resized together: the clip's sizes disagree.
+    landmarks = root / "landmarks-dlib68" / "faces0000" / "00003.json"
+    points = np.array(json.loads(landmarks.read_text())) * [32 / 96, 32 / 64]  # x by width, y by height
+    landmarks.write_text(json.dumps(points.tolist()))
     with pytest.raises(DataError, match="00003.png: size 32x32 differs from the sequence's 96x64"):
         clips.load(clips.sequences[0], list(range(8)), [], None)

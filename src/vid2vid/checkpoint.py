@@ -26,6 +26,24 @@ class CheckpointError(ValueError):
     """A checkpoint or config that cannot be used; the message names the file and the problem."""
 
 
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_torch_file(path: str | Path, what: str):
+    """torch.load limited to tensors and plain containers (weights_only): a pickle that would build other
+    Python objects, and so could run code, is refused. Errors name the file and what it should have been."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged or foreign file
+        reason = ("it holds Python objects, not only tensors; loading them could run code, so they are refused"
+                  if "Weights only load failed" in str(exc) else first_line(exc))
+        raise CheckpointError(f"{path}: not a readable {what} ({reason})") from None
+
+
 def model_kind(model: torch.nn.Module) -> str:
     for kind, (_, cls) in MODELS.items():
         if isinstance(model, cls):
@@ -80,6 +98,5 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> torc
     try:
         load_model(model, weights, device=str(device))
     except (SafetensorError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{weights}: does not hold this model's weights ({first})") from None
+        raise CheckpointError(f"{weights}: does not hold this model's weights ({first_line(exc)})") from None
     return model.to(device).eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from vid2vid.data.keypoints import MissingExtra
@@ -12,6 +13,23 @@ from vid2vid.data.keypoints import MissingExtra
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line like every other error of the command line."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -73,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         run_dir = Path(args.resume)
         config = args.config or run_dir / "config.yaml"
+        if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():
+            raise UserError(f"{run_dir}: not a training run folder (no config.yaml); cannot resume")
     elif args.config is None:
         raise UserError("train needs --config CONFIG.yaml (or --resume RUN_DIR)")
     else:
@@ -119,7 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vid2vid", description="Video-to-video synthesis.")
+    parser = Parser(prog="vid2vid", description="Video-to-video synthesis.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -140,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pose: OpenPose JSON; face: dlib-68 JSON; street: frames and flow only")
     prep.add_argument("--no-labels", action="store_true", help="write frames and flow, not keypoints")
     prep.add_argument("--no-flow", action="store_true", help="do not compute teacher optical flow")
-    prep.add_argument("--every", type=int, default=1, help="keep every N-th frame")
-    prep.add_argument("--max-frames", type=int, help="stop after this many frames per input")
+    prep.add_argument("--every", type=positive_int, default=1, help="keep every N-th frame")
+    prep.add_argument("--max-frames", type=positive_int, help="stop after this many frames per input")
     prep.add_argument("--multi-person", action="store_true", help="find several people per frame (street shots)")
     prep.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -165,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", type=parse_size, help="output HxW (default: the size the model was trained at)")
     gen.add_argument("--frames-dir", help="also write each frame as PNG into this folder")
     gen.add_argument("--side-by-side", action="store_true", help="driving labels | result | reference in the video")
-    gen.add_argument("--max-frames", type=int, help="stop after this many frames")
+    gen.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     gen.add_argument("--fps", type=float, help="frames per second of the video (default: the source's, or 25)")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda (bf16 autocast on CUDA)")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -175,12 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="score a checkpoint on held-out sequences against their ground truth")
     ev.add_argument("--checkpoint", required=True, help="a checkpoint folder")
     ev.add_argument("--data", required=True, help="a prepared dataset folder of held-out sequences")
-    ev.add_argument("--K", type=int, nargs="+", help="few-shot: numbers of reference images to try (default 1)")
+    ev.add_argument("--K", type=positive_int, nargs="+",
+                    help="few-shot: numbers of reference images to try (default 1)")
     ev.add_argument("--references", help="few-shot: dataset folder whose sequence of the same name gives the "
                                         "references (default: the evaluated sequence itself)")
     ev.add_argument("-o", "--output", required=True, help="report folder: metrics.json, report.html, PNGs")
     ev.add_argument("--sequence", nargs="+", help="only these sequences")
-    ev.add_argument("--max-frames", type=int, help="score at most this many frames per sequence")
+    ev.add_argument("--max-frames", type=positive_int, help="score at most this many frames per sequence")
     ev.add_argument("--size", type=parse_size, help="HxW (default: the size the model was trained at)")
     ev.add_argument("--inception", help="FID: pytorch-fid's Inception weights (pt_inception-2015-12-05-*.pth)")
     ev.add_argument("--i3d", help="FVD: a TorchScript I3D (i3d_torchscript.pt of the common FVD tools)")
@@ -193,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
     synth.add_argument("kind", choices=["dancers", "street", "faces"])
     synth.add_argument("output", metavar="OUT", help="dataset folder to write")
-    synth.add_argument("--sequences", type=int, default=8, help="number of sequences (each its own identity)")
-    synth.add_argument("--frames", type=int, default=32, help="frames per sequence")
+    synth.add_argument("--sequences", type=positive_int, default=8, help="number of sequences (each its own identity)")
+    synth.add_argument("--frames", type=positive_int, default=32, help="frames per sequence")
     synth.add_argument("--size", type=parse_size, default=(256, 256), help="HxW (default 256x256)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--first-index", type=int, default=0,
@@ -207,16 +228,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    warnings.formatwarning = one_line_warning  # a user reads what to do, not which line of ours warned
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already reported in one line)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         args.run(args)
     except (UserError, ValueError, OSError, MissingExtra) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours, not the user's input: still one line, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback, "
+              "and please report it)", file=sys.stderr)
+        return 1
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of an exception on one line; OSErrors name their file as `file: reason`."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from vid2vid import metrics
-from vid2vid.checkpoint import load_generator
 from vid2vid.data.datasets import DataConfig
 from vid2vid.data.layout import scan
 from vid2vid.data.video import VideoWriter, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.evaluate import frame_strip, render_sequence
 from vid2vid.files import atomic_write_bytes
+from vid2vid.generate import load_for_inference
 from vid2vid.train import load_train_config, train
 
 UNSEEN_IDENTITY = 100  # its motion in the held-out pair is that of sequence 101
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg.data_root = str(train_root)
     cfg.run.time_limit_minutes = args.minutes
     result = train(cfg, out / "run", overwrite=True)
-    model = load_generator(result.last_checkpoint)
+    model = load_for_inference(result.last_checkpoint, torch.device("cpu"))
 
     print("[3/3] rendering the unseen dancer (K = 1 and K = 2) following an unseen motion")
     data = DataConfig.from_dict({**cfg.data.to_dict(), "clip_length": 1, "num_references": 0, "augment": False,

@@ -23,13 +23,12 @@ import numpy as np
 import torch
 
 from vid2vid import fid, metrics
-from vid2vid.checkpoint import load_generator
 from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import Sequence, scan
 from vid2vid.data.video import write_image
 from vid2vid.files import atomic_write_bytes
-from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, to_uint8
+from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, load_for_inference, to_uint8
 from vid2vid.step import References, is_few_shot
 from vid2vid.train import pick_device, pick_precision
 
@@ -317,7 +316,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
     amp = pick_precision("auto", torch_device)
     inception_net = fid.load_inception(inception, torch_device) if inception else None
     i3d_net = fid.load_i3d(i3d, torch_device) if i3d else None
-    model = load_generator(checkpoint, torch_device)
+    model = load_for_inference(checkpoint, torch_device)
     cfg = data_config_for(checkpoint, model, size)
     chosen = [s for s in scan(data, cfg.task) if not sequences or s.name in sequences]
     if sequences and len(chosen) < len(set(sequences)):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vid2vid.checkpoint import CheckpointError
+from vid2vid.checkpoint import CheckpointError, read_torch_file
 
 FVD_CLIP_LENGTH = 16
 FVD_SIZE = 224
@@ -158,10 +158,7 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> Ince
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such Inception weight file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read is the file's fault, said in one line
-        raise CheckpointError(f"{path}: not a readable Inception state dict ({type(e).__name__})") from None
+    state = read_torch_file(path, "Inception state dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not an Inception state dict")
     model = InceptionV3()

@@ -25,6 +25,7 @@ from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import MODALITIES, scan
 from vid2vid.data.video import VideoWriter, is_video, video_info, write_image
+from vid2vid.nn.blocks import fold_spectral_norm
 from vid2vid.step import References, is_few_shot, new_history, step
 from vid2vid.train import label_picture, pick_device, pick_precision
 
@@ -54,6 +55,12 @@ def data_config_for(checkpoint: str | Path, model, size: tuple[int, int] | None)
     if cfg.size[0] % step_size or cfg.size[1] % step_size:
         raise ValueError(f"output size {cfg.size[0]}x{cfg.size[1]} must be a multiple of {step_size} for this model")
     return cfg
+
+
+def load_for_inference(checkpoint: str | Path, device: torch.device) -> torch.nn.Module:
+    """The generator in eval mode with spectral norm folded into plain weights: the same numbers, less work
+    per frame."""
+    return fold_spectral_norm(load_generator(checkpoint, device))
 
 
 def _prepared(source: Path, task: str, workdir: Path, name: str) -> Path:
@@ -137,6 +144,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     output, driving = Path(output), Path(driving)
     if output.suffix.lower() != ".mp4":
         raise ValueError(f"{output}: the output must be an .mp4 file")
+    if output.is_dir():
+        raise ValueError(f"{output}: is a folder, not a video file")
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output}: exists (use --overwrite to replace it)")
     if not output.parent.is_dir():
@@ -146,7 +155,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         raise FileExistsError(f"{frames_dir}: holds files (use --overwrite to replace them)")
     torch_device = pick_device(device)
     amp = pick_precision("auto", torch_device)
-    model = load_generator(checkpoint, torch_device)
+    model = load_for_inference(checkpoint, torch_device)
     cfg = data_config_for(checkpoint, model, size)
     if is_few_shot(model) and not references:
         raise ValueError("a few-shot model needs --reference images of the person or scene to render")

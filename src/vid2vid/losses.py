@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vid2vid.checkpoint import read_torch_file
 from vid2vid.settings import Settings
 
 GAN_MODES = ("hinge", "least_squares", "non_saturating")
@@ -169,11 +170,6 @@ class VGG19Features(nn.Module):
         return [wanted[index] for index in indices]
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load_vgg19(path: str | Path | None = None) -> VGG19Features | None:
     """ImageNet VGG19 features for the perceptual loss, frozen and in eval mode, from a torchvision-format
     state dict at `path`, or when path is None from the torch hub cache (hub_dir/checkpoints/vgg19-dcbb9e9d.pth).
@@ -191,10 +187,7 @@ def load_vgg19(path: str | Path | None = None) -> VGG19Features | None:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such VGG19 weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a damaged or foreign file
-        raise ValueError(f"{path}: not readable as VGG19 weights ({_first_line(exc)})") from None
+    state = read_torch_file(path, "VGG19 state dict")
     if not isinstance(state, dict):
         raise ValueError(f"{path}: holds a {type(state).__name__}, not a torchvision vgg19 state dict")
     vgg = VGG19Features()

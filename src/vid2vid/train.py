@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from vid2vid import losses
-from vid2vid.checkpoint import CheckpointError, save_generator
-from vid2vid.config import CONFIG_DIR, GENERATOR_CONFIGS
+from vid2vid.checkpoint import CheckpointError, first_line, read_torch_file, save_generator
+from vid2vid.config import GENERATOR_CONFIGS, find_config, read_yaml_mapping
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.files import atomic_write_bytes
 from vid2vid.models.discriminators import (
@@ -149,19 +149,13 @@ class TrainConfig(Settings):
 
 def load_train_config(path: str | Path, data_root: str | None = None) -> TrainConfig:
     """A training config from a YAML file or a recipe name in vid2vid/configs (train_dancers_cpu, ...)."""
-    path = Path(path)
-    if not path.exists() and (CONFIG_DIR / f"{path.name}.yaml").is_file():
-        path = CONFIG_DIR / f"{path.name}.yaml"
+    path = find_config(path)
+    values = read_yaml_mapping(path)
+    if data_root is not None:
+        values["data_root"] = data_root
     try:
-        values = yaml.safe_load(path.read_text())
-        if not isinstance(values, dict):
-            raise ValueError("not a mapping of settings")
-        if data_root is not None:
-            values["data_root"] = data_root
         return TrainConfig.from_dict(values)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except (yaml.YAMLError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
@@ -483,13 +477,17 @@ def save_checkpoint(run_dir: Path, iteration: int, G, ema, D, opt_G, opt_D, scal
     tmp = checkpoint_dir(run_dir) / f".{folder.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    # model.safetensors + model.json: what `vid2vid generate` loads, with how its labels were made
-    save_generator(ema, tmp, data=None if data is None else data.to_dict())
-    save_model(G, str(tmp / "generator.safetensors"))
-    save_model(D, str(tmp / "discriminators.safetensors"))
-    state = {"iteration": iteration, "optimizer_G": opt_G.state_dict(), "optimizer_D": opt_D.state_dict(),
-             "scaler": scaler.state_dict() if scaler is not None else {}, "rng_torch": torch.get_rng_state()}
-    torch.save(state, tmp / "training_state.pt")
+    try:
+        # model.safetensors + model.json: what `vid2vid generate` loads, with how its labels were made
+        save_generator(ema, tmp, data=None if data is None else data.to_dict())
+        save_model(G, str(tmp / "generator.safetensors"))
+        save_model(D, str(tmp / "discriminators.safetensors"))
+        state = {"iteration": iteration, "optimizer_G": opt_G.state_dict(), "optimizer_D": opt_D.state_dict(),
+                 "scaler": scaler.state_dict() if scaler is not None else {}, "rng_torch": torch.get_rng_state()}
+        torch.save(state, tmp / "training_state.pt")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk, say: the previous checkpoint stays the latest
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     atomic_write_bytes(run_dir / "latest", f"{folder.name}\n".encode())
@@ -503,14 +501,13 @@ def load_checkpoint(folder: Path, G, ema, D, opt_G, opt_D, scaler) -> int:
         load_model(G, str(folder / "generator.safetensors"))
         load_model(ema, str(folder / "model.safetensors"))
         load_model(D, str(folder / "discriminators.safetensors"))
-        state = torch.load(folder / "training_state.pt", weights_only=True)
+        state = read_torch_file(folder / "training_state.pt", "training state")
         opt_G.load_state_dict(state["optimizer_G"])
         opt_D.load_state_dict(state["optimizer_D"])
         if scaler is not None and state["scaler"]:
             scaler.load_state_dict(state["scaler"])
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{folder}: cannot resume from this checkpoint ({first})") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{folder}: cannot resume from this checkpoint ({first_line(exc)})") from None
     return int(state["iteration"])
 
 
@@ -586,12 +583,15 @@ class TrainResult:
     generator: torch.nn.Module | None = None  # the trained generator (not the average) of this process
 
 
-def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> bool:
+    """Check (resume) or start the run folder; True when this call started it."""
     config_file = run_dir / "config.yaml"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"{run_dir}: exists and is not a folder")
     if resume:
         if not config_file.is_file():
             raise TrainingError(f"{run_dir}: not a training run folder (no config.yaml); cannot resume")
-        return
+        return False
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise TrainingError(f"{run_dir}: already holds a run; use --resume to continue it or --overwrite "
@@ -601,6 +601,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bo
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(config_file, yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False).encode())
+    return True
 
 
 def _plain(value):
@@ -614,12 +615,24 @@ def _plain(value):
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> TrainResult:
-    # ------------------------------------------------------------------ setup
+    """Train (or resume) the run in run_dir. A run this call starts that fails before its first iteration
+    (a config, data or disk problem found in setup) leaves no folder behind."""
     run_dir = Path(run_dir)
     device = pick_device(cfg.run.device)
     ranks = init_distributed(device)
-    if ranks.main:
-        prepare_run_dir(run_dir, cfg, resume, overwrite)
+    started = ranks.main and prepare_run_dir(run_dir, cfg, resume, overwrite)
+    result = TrainResult(run_dir, 0, None)
+    try:
+        return _train(cfg, run_dir, resume, progress, device, ranks, result)
+    except BaseException:
+        if started and result.iteration == 0:  # a fresh run counts its iterations from 0
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device: torch.device,
+           ranks: Distributed, result: TrainResult) -> TrainResult:
+    # ------------------------------------------------------------------ setup
     if ranks.world > 1:
         dist.barrier()
     amp_dtype = pick_precision(cfg.run.precision, device)
@@ -654,7 +667,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
 
     # ------------------------------------------------------------------ loop
     log = Log(run_dir, ranks.main)
-    result = TrainResult(run_dir, start, last_checkpoint, generator=G)
+    result.iteration, result.last_checkpoint, result.generator = start, last_checkpoint, G
     stage, batches = None, None
     bar = tqdm(total=cfg.schedule.iterations, initial=start, desc="train", unit="it",
                disable=not (progress and ranks.main))

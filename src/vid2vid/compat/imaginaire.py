@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from vid2vid.checkpoint import CheckpointError
+from vid2vid.checkpoint import CheckpointError, read_torch_file
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
 from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
 
@@ -223,13 +223,7 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
     Prefers the EMA generator (`module.averaged_model.*`) where present and use_ema is set.
     """
     path = Path(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except Exception as exc:  # unpickling refused or corrupt file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    raw = read_torch_file(path, "PyTorch checkpoint")
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(raw).__name__}")
     state = raw.get("net_G", raw)

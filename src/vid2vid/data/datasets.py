@@ -88,10 +88,13 @@ def read_frame(sequence: Sequence, index: int) -> Frame:
     frame = Frame(image, source_size=image.shape[:2])
     if "openpose" in files:
         frame.people = render.read_openpose_json(files["openpose"][index])
+        render.check_people_in_frame(files["openpose"][index], frame.people, *image.shape[:2])
     if "densepose" in files:
         frame.densepose = read_image(files["densepose"][index])
     if "dlib68" in files:
         frame.landmarks = render.read_landmarks_json(files["dlib68"][index])
+        # dlib places the landmarks of a face cut by the frame's edge beyond it: a wider margin than OpenPose's.
+        render.check_points_in_frame(files["dlib68"][index], frame.landmarks, *image.shape[:2], margin=0.5)
     if "seg" in files:
         frame.seg = read_id_map(files["seg"][index])
     if "instance" in files:

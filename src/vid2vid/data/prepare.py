@@ -86,9 +86,11 @@ def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite:
             reports.append(PrepareReport(name))
             with label_extractor(task, multi_person) if extract_labels else no_labels() as labels_for:
                 _prepare_one(source, name, writer, labels_for, flow, every, max_frames, progress, reports[-1])
-    except BaseException:
-        if created and not any(r.written for r in reports):
-            shutil.rmtree(out, ignore_errors=True)  # nothing of value was written: leave no trace
+    except BaseException as exc:
+        # Bad input fails again on every run, so a folder this run started is removed; an interrupted or
+        # out-of-space run keeps its frames for the next run to resume from.
+        if created and (isinstance(exc, DataError) or not any(r.written for r in reports)):
+            shutil.rmtree(out, ignore_errors=True)
         raise
     return reports
 

@@ -183,9 +183,11 @@ def _keypoint_rows(path: Path, person: dict, key: str, count: int, required: boo
                         "--model_pose BODY_25)")
     if rows.shape != (count * 3,):
         raise DataError(f"{path}: {key} has {rows.size} numbers, expected {count * 3} ({count} x, y, confidence)")
+    with np.errstate(over="ignore"):
+        rows = rows.astype(np.float32)  # what imaginaire reads (see Person); a value beyond float32 becomes inf
     if not np.isfinite(rows).all():
         raise DataError(f"{path}: {key} has NaN or infinite values")
-    return rows.reshape(count, 3).astype(np.float32).astype(np.float64)
+    return rows.reshape(count, 3).astype(np.float64)
 
 
 def read_openpose_json(path: str | Path) -> list[Person]:
@@ -208,6 +210,31 @@ def read_openpose_json(path: str | Path) -> list[Person]:
             hand_right=_keypoint_rows(path, person, "hand_right_keypoints_2d", 21, required=False),
         ))
     return people
+
+
+def check_points_in_frame(path: str | Path, points: np.ndarray, height: int, width: int, margin: float) -> None:
+    """(N, 2) points lie within the image, give or take margin times its size; points far outside mean the
+    keypoints were found on a video of another size (frames resized after extraction)."""
+    x, y = points[:, 0], points[:, 1]
+    outside = (x < -margin * width) | (x > (1 + margin) * width) | (y < -margin * height) | (y > (1 + margin) * height)
+    if outside.any():
+        bad = points[outside][0]
+        raise DataError(f"{path}: keypoint ({bad[0]:g}, {bad[1]:g}) outside the {width}x{height} image "
+                        "(keypoints found on another size of the video?)")
+
+
+def check_people_in_frame(path: str | Path, people: list[Person], height: int, width: int) -> None:
+    """OpenPose reports no detected keypoint outside its image (nor does `prepare`): a 10% margin is plenty."""
+    for person in people:
+        for part in (person.body, person.face, person.hand_left, person.hand_right):
+            check_points_in_frame(path, part[part[:, 2] > 0, :2], height, width, margin=0.1)
+
+
+def _check_on_canvas(points: np.ndarray, height: int, width: int) -> None:
+    """Drawing samples a curve once per pixel of its length: a point many canvases away would take forever."""
+    if len(points) and np.abs(points).max() > 4 * max(height, width):
+        raise ValueError(f"keypoints far outside the {width}x{height} canvas (largest coordinate "
+                         f"{np.abs(points).max():g}); keypoints must be in the canvas's pixels")
 
 
 def largest_person(people: list[Person]) -> Person | None:
@@ -299,6 +326,7 @@ def draw_openpose(person: Person | None, height: int, width: int, *, one_hot: bo
     body = _valid_points(person.body, BODY_MIN_CONFIDENCE, None)
     face = _valid_points(person.face, FACE_MIN_CONFIDENCE, OPENPOSE_FACE_LINES)
     hands = [_valid_points(hand, HAND_MIN_CONFIDENCE, HAND_FINGERS) for hand in (person.hand_left, person.hand_right)]
+    _check_on_canvas(np.concatenate([body, face, *hands]), height, width)
     body_span = int(body[:, 1].max() - body[:, 1].min())
 
     limbs, colors = BODY_LIMBS, BODY_COLORS
@@ -426,6 +454,7 @@ def draw_face_edges(landmarks: np.ndarray, height: int, width: int, *, upper_fac
     The face_forensics config draws the upper face (jaw closed over a synthesized forehead); its distance-transform
     and positional-encoding options are off there and not reproduced.
     """
+    _check_on_canvas(np.asarray(landmarks, np.float64), height, width)
     points = add_upper_face(landmarks) if upper_face else np.asarray(landmarks, np.float64)
     stroke = max(1, height // 256) if stroke is None else stroke
     canvas = np.zeros((height, width), np.uint8)
