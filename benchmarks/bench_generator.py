@@ -1,65 +1,171 @@
-"""Frames per second of the full-size few-shot generator (official dancing architecture, K = 1).
+"""Generator speed: frames/s of the full-size few-shot and vid2vid generators, each variant beside plain fp32.
 
-First frame: references encoded, weights generated, no previous frame. Later frames: the
-previous output fed back (flow + warp of reference and previous frame), generated weights
-reused as in eval mode. Plain fp32 eager, and the same with spectral norm folded into the weights.
+Models: the official few-shot dancing architecture (K = 1) and imaginaire's Cityscapes vid2vid, both with
+spectral norm as training leaves it. Per size and variant: the first frame (references encoded, weights
+generated, no previous frame), steady-state frames/s streaming at batch 1 (previous outputs fed back, the
+history window full), frames/s at batch 4, peak memory, GFLOPs per frame (torch's flop counter) and, on CUDA,
+the achieved TFLOP/s. Every variant's output is compared with the fp32 eager output on the same inputs.
 
-    python benchmarks/bench_generator.py [--sizes 256x256 512x256] [--frames 3]
+Variants: fp32 eager (the baseline), spectral norm folded (what `vid2vid generate` runs), + channels_last,
++ torch.compile (--compile; slow to build), bf16 autocast (CUDA, or --bf16 on CPU).
+
+    python benchmarks/bench_generator.py [--models fs_vid2vid vid2vid] [--sizes 256x256 512x256] [--frames 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
+import math
+import resource
 import time
+from contextlib import nullcontext
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from vid2vid.config import load_generator_config
 from vid2vid.models.fs_vid2vid import FewShotGenerator
+from vid2vid.models.vid2vid import Vid2VidGenerator
 from vid2vid.nn.blocks import fold_spectral_norm
+from vid2vid.step import References, is_few_shot, new_history, step
+
+PRESETS = {"fs_vid2vid": ("fs_vid2vid_dancing", FewShotGenerator), "vid2vid": ("vid2vid_cityscapes", Vid2VidGenerator)}
 
 
-def time_sequence(model, h, w, frames):
-    c = model.cfg.label_channels
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+def inputs(model, batch: int, h: int, w: int, frames: int, device):
+    """Driving labels (frames, B, C, H, W) and references; vid2vid labels are one-hot like real ones."""
     gen = torch.Generator().manual_seed(0)
-    labels = torch.rand(frames + 1, 1, c, h, w, generator=gen) * 2 - 1
-    refs = dict(ref_labels=torch.rand(1, 1, c, h, w, generator=gen) * 2 - 1,
-                ref_images=torch.rand(1, 1, 3, h, w, generator=gen) * 2 - 1)
+    c = model.cfg.label_channels
+    if is_few_shot(model):
+        labels = torch.rand(frames, batch, c, h, w, generator=gen) * 2 - 1
+        refs = References(torch.rand(batch, 1, c, h, w, generator=gen) * 2 - 1,
+                          torch.rand(batch, 1, 3, h, w, generator=gen) * 2 - 1)
+        return labels.to(device), References(refs.labels.to(device), refs.images.to(device))
+    ids = torch.randint(0, c, (frames, batch, h // 16, w // 16), generator=gen)
+    ids = ids.repeat_interleave(16, -2).repeat_interleave(16, -1)
+    return torch.nn.functional.one_hot(ids, c).permute(0, 1, 4, 2, 3).float().to(device), None
+
+
+def run_sequence(model, labels, refs, amp_dtype, channels_last: bool):
+    """Stream the labels through the model; (seconds of the first frame, of each later one, last output)."""
+    model.reset()
+    history = new_history(model)
+    times, out = [], None
+    autocast = torch.autocast(labels.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    for label in labels:
+        if channels_last:
+            label = label.contiguous(memory_format=torch.channels_last)
+        sync(labels.device)
+        start = time.perf_counter()
+        with torch.no_grad(), autocast:
+            out = step(model, label, history, refs).fake_images.float()
+        sync(labels.device)
+        times.append(time.perf_counter() - start)
+        history.push(label, out)
+    return times[0], times[1:], out
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def flops_per_frame(model, labels, refs) -> float:
+    """Steady-state frame: the history filled by the frames before it."""
+    history = new_history(model)
     model.reset()
     with torch.no_grad():
-        start = time.perf_counter()
-        out = model(label=labels[0], **refs)
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        for t in range(1, frames + 1):
-            out = model(label=labels[t], **refs, prev_labels=labels[t - 1][:, None],
-                        prev_images=out.fake_images[:, None])
-        later = (time.perf_counter() - start) / frames
-    return first, later
+        for label in labels[:-1]:
+            history.push(label, step(model, label, history, refs).fake_images)
+        with FlopCounterMode(display=False) as counter:
+            step(model, labels[-1], history, refs)
+    return counter.get_total_flops()
+
+
+def peak_memory_gib(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # the process's peak so far (KiB -> GiB)
+
+
+def folded_copy(base, device):
+    """A new model with base's weights and spectral norm folded (deepcopy does not copy parametrizations)."""
+    model = type(base)(base.cfg).to(device).eval()
+    model.load_state_dict(base.state_dict())
+    return fold_spectral_norm(model)
+
+
+def variants(base, device, use_compile: bool, use_bf16: bool):
+    """(name, model, amp dtype, channels_last); the first is the baseline."""
+    out = [("fp32 eager", base, None, False), ("fp32, spectral norm folded", folded_copy(base, device), None, False)]
+    channels_last = folded_copy(base, device).to(memory_format=torch.channels_last)
+    out.append(("fp32, folded, channels_last", channels_last, None, True))
+    if use_compile:
+        out.append(("fp32, folded, torch.compile", torch.compile(folded_copy(base, device)), None, False))
+    if device.type == "cuda" or use_bf16:
+        out.append(("bf16 autocast, folded, channels_last", channels_last, torch.bfloat16, True))
+    return out
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["256x256", "512x256"], help="HxW")
-    parser.add_argument("--frames", type=int, default=3, help="later frames timed per size")
+    parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--sizes", nargs="+", help="HxW (default 256x256 512x256, and 1024x512 on CUDA)")
+    parser.add_argument("--frames", type=int, default=3, help="steady-state frames timed per run")
+    parser.add_argument("--batch", type=int, default=4, help="batch size of the batched figure (0: skip)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to build)")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on CPU")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-
-    torch.manual_seed(0)
-    eager = FewShotGenerator(load_generator_config("fs_vid2vid_dancing")).eval()
-    folded = FewShotGenerator(eager.cfg).eval()
-    folded.load_state_dict(eager.state_dict())
-    fold_spectral_norm(folded)
-    machine = platform.processor() or platform.machine()
-    print(f"# {machine}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print("| size (HxW) | variant | first frame (s) | later frames (frames/s) |")
-    print("|---|---|---|---|")
-    for size in args.sizes:
-        h, w = (int(v) for v in size.split("x"))
-        time_sequence(eager, h, w, 1)  # warm-up: allocator and kernel selection
-        for name, model in (("fp32 eager", eager), ("fp32, spectral norm folded", folded)):
-            first, later = time_sequence(model, h, w, args.frames)
-            print(f"| {h}x{w} | {name} | {first:.2f} | {1 / later:.2f} |")
+    device = torch.device(args.device)
+    sizes = args.sizes or (["256x256", "512x256", "1024x512"] if device.type == "cuda" else ["256x256", "512x256"])
+    machine = (torch.cuda.get_device_name() if device.type == "cuda"
+               else f"{cpu_name()}, {torch.get_num_threads()} threads")
+    print(f"# {machine}, torch {torch.__version__}")
+    print("| model | size (HxW) | variant | first frame (s) | frames/s, batch 1 | ratio | frames/s, batch "
+          f"{args.batch} | GFLOP/frame | TFLOP/s | peak memory (GiB) | max diff to fp32 eager | PSNR to it (dB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for kind in args.models:
+        preset, cls = PRESETS[kind]
+        torch.manual_seed(0)
+        base = cls(load_generator_config(preset)).to(device).eval()
+        for size in sizes:
+            h, w = (int(v) for v in size.split("x"))
+            warm = 1 + base.cfg.num_prev_frames  # frames until the history window is full
+            labels, refs = inputs(base, 1, h, w, warm + args.frames, device)
+            gflops = flops_per_frame(base, labels[: warm + 1], refs) / 1e9
+            baseline_fps, baseline_out = None, None
+            for name, model, amp, channels_last in variants(base, device, args.compile, args.bf16):
+                run_sequence(model, labels[: warm + 1], refs, amp, channels_last)  # warm-up: kernels, allocator
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                first, later, out = run_sequence(model, labels, refs, amp, channels_last)
+                steady = later[warm - 1:]
+                fps = len(steady) / sum(steady)
+                if baseline_fps is None:
+                    baseline_fps, baseline_out = fps, out
+                diff = (out - baseline_out).abs().max().item()
+                mse = (out - baseline_out).pow(2).mean().item()
+                psnr = "exact" if mse == 0 else f"{10 * math.log10(4 / mse):.1f}"  # images span [-1, 1]: peak 2
+                batched = ""
+                if args.batch:
+                    b_labels, b_refs = inputs(base, args.batch, h, w, warm + 1, device)
+                    _, b_later, _ = run_sequence(model, b_labels, b_refs, amp, channels_last)
+                    batched = f"{args.batch / b_later[-1]:.2f}"
+                tflops = f"{gflops * fps / 1e3:.1f}" if device.type == "cuda" else ""
+                print(f"| {kind} | {h}x{w} | {name} | {first:.2f} | {fps:.2f} | {fps / baseline_fps:.2f} | "
+                      f"{batched} | {gflops:.0f} | {tflops} | {peak_memory_gib(device):.2f} | {diff:.1e} | {psnr} |",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ sequences whose identities (and motions) were never seen in training. Results go
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from vid2vid.data.writer import write_synthetic
 from vid2vid.evaluate import evaluate
-from vid2vid.train import TrainConfig, load_train_config, train
+from vid2vid.train import TrainConfig, latest_checkpoint, load_train_config, train
 
 RESULTS = Path(__file__).parent / "results"
 HELD_OUT_INDEX = 1000  # identities from here on are never used for training
@@ -53,17 +52,28 @@ def run_arm(name: str, cfg: TrainConfig, out: Path, held_out: Path, *, reference
     run_dir, report_dir = out / "runs" / name, out / "reports" / name
     if (report_dir / "metrics.json").is_file():
         return json.loads((report_dir / "metrics.json").read_text())
-    start = time.perf_counter()
-    result = train(cfg, run_dir, overwrite=True, progress=False)
-    minutes = (time.perf_counter() - start) / 60
-    report = evaluate(result.last_checkpoint, held_out, report_dir, ks, references=references,
-                      pose_error=pose_error, overwrite=True, progress=False)
-    report["training"] = {"iterations": result.iteration, "minutes": minutes}
+    checkpoint = latest_checkpoint(run_dir) if (run_dir / "latest").is_file() else None
+    if checkpoint is None or int(checkpoint.name) != cfg.schedule.iterations:
+        checkpoint = train(cfg, run_dir, overwrite=True, progress=False).last_checkpoint
+    report_dir.parent.mkdir(parents=True, exist_ok=True)
+    report = evaluate(checkpoint, held_out, report_dir, ks, references=references, pose_error=pose_error,
+                      overwrite=True, progress=False)
+    report["training"] = {"iterations": int(checkpoint.name), "minutes": training_minutes(run_dir)}
     (report_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{name}: {result.iteration} iterations in {minutes:.1f} min; "
+    print(f"{name}: {checkpoint.name} iterations in {report['training']['minutes']:.1f} min; "
           + "; ".join(f"{k}: PSNR {s['psnr']:.2f}, warping error {s['warping_error']:.3f}"
                       for k, s in report["results"].items()), flush=True)
     return report
+
+
+def training_minutes(run_dir: Path) -> float:
+    """Training time from the run's log: every entry holds the speed over the iterations since the last."""
+    seconds, last = 0.0, 0
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        seconds += (entry["iteration"] - last) / entry["iterations_per_s"]
+        last = entry["iteration"]
+    return seconds / 60
 
 
 def threads() -> None:

@@ -138,6 +138,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.output) / 'metrics.json'} and {Path(args.output) / 'report.html'}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from vid2vid.export import export_onnx
+
+    try:
+        description = export_onnx(args.checkpoint, args.output, size=args.size, k=args.K, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    files = ", ".join(g["file"] for g in description["graphs"])
+    print(f"wrote {args.output}: {files} and export.json ({description['size'][0]}x{description['size'][1]})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vid2vid", description="Video-to-video synthesis.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -210,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(run=cmd_evaluate)
+
+    exp = sub.add_parser("export", help="write the generator's frame step as ONNX graphs (one per history length)")
+    exp.add_argument("--checkpoint", required=True, help="a checkpoint folder")
+    exp.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only format for now)")
+    exp.add_argument("-o", "--output", required=True, help="folder for step_prev*.onnx and export.json")
+    exp.add_argument("--size", type=parse_size, help="HxW the graphs are made for (default: the training size)")
+    exp.add_argument("--K", type=positive_int, default=1, help="few-shot: number of reference images")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    exp.set_defaults(run=cmd_export)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
     synth.add_argument("kind", choices=["dancers", "street", "faces"])

@@ -27,7 +27,7 @@ from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import Sequence, scan
 from vid2vid.data.video import write_image
-from vid2vid.files import atomic_write_bytes
+from vid2vid.files import atomic_write_bytes, replace_folder
 from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, load_for_inference, to_uint8
 from vid2vid.step import References, is_few_shot
 from vid2vid.train import pick_device, pick_precision
@@ -414,17 +414,9 @@ def write_report(out: Path, report: dict, pictures: dict[str, bytes], strips: di
             inlined[name] = (tmp / name).read_bytes()
         atomic_write_bytes(tmp / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
         (tmp / "report.html").write_text(report_html(report, inlined), encoding="utf-8")
-        tmp.chmod(0o755)
-        if out.exists():
-            if not overwrite and any(out.iterdir()):
-                raise FileExistsError(f"{out}: holds files (use --overwrite to replace them)")
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        if out.exists() and not overwrite and any(out.iterdir()):
+            raise FileExistsError(f"{out}: holds files (use --overwrite to replace them)")
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,3 +31,17 @@ def atomic_write(path: str | Path, write) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder tmp (beside out) in out's place. An old out is moved aside first and removed
+    last, so out is at every moment either the old folder or the new one."""
+    tmp.chmod(0o777 & ~umask())  # mkdtemp makes folders private
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old)

@@ -35,12 +35,19 @@ class History:
         self.images = (self.images + [image])[-self.size:]
 
 
+def unwrap(generator: torch.nn.Module) -> torch.nn.Module:
+    """The generator itself, inside a data-parallel (`.module`) or torch.compile (`._orig_mod`) wrapper."""
+    for attribute in ("module", "_orig_mod"):
+        generator = getattr(generator, attribute, generator)
+    return generator
+
+
 def is_few_shot(generator: torch.nn.Module) -> bool:
-    return isinstance(getattr(generator, "module", generator), FewShotGenerator)
+    return isinstance(unwrap(generator), FewShotGenerator)
 
 
 def new_history(generator: torch.nn.Module) -> History:
-    return History(getattr(generator, "module", generator).cfg.num_prev_frames)
+    return History(unwrap(generator).cfg.num_prev_frames)
 
 
 def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs: References | None = None
