@@ -409,6 +409,13 @@ def _(here, assets):
                 "multiple of 8")
 
 
+@case("generate: frames per second of zero")
+def _(here, assets):
+    model, data = copy(assets, "fs_model", here), copy(assets, "dancers", here)
+    return Case(generate_args(model, data, here / "out.mp4", first_frame(data)) + ["--fps", "0"], "--fps",
+                "positive number")
+
+
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
@@ -433,6 +440,25 @@ def _(here, assets):
     (here / "report").write_text("keep me")
     return Case(["evaluate", "--checkpoint", str(model), "--data", str(data), "-o", str(here / "report"),
                  "--quiet"], "report", "not a folder")
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+@case("export: truncated checkpoint")
+def _(here, assets):
+    model = copy(assets, "fs_model", here)
+    weights = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors").write_bytes(weights[:100])
+    return Case(["export", "--checkpoint", str(model), "-o", str(here / "onnx")], "model.safetensors",
+                "does not hold this model's weights")
+
+
+@case("export: output is a file")
+def _(here, assets):
+    model = copy(assets, "fs_model", here)
+    (here / "onnx").write_text("keep me")
+    return Case(["export", "--checkpoint", str(model), "-o", str(here / "onnx")], "onnx", "not a folder")
 
 
 # ----------------------------------------------------------------------------------------------- convert

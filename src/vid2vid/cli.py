@@ -32,6 +32,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def cmd_convert(args: argparse.Namespace) -> None:
     from vid2vid.checkpoint import save_generator
     from vid2vid.compat.imaginaire import load_generator
@@ -197,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames-dir", help="also write each frame as PNG into this folder")
     gen.add_argument("--side-by-side", action="store_true", help="driving labels | result | reference in the video")
     gen.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
-    gen.add_argument("--fps", type=float, help="frames per second of the video (default: the source's, or 25)")
+    gen.add_argument("--fps", type=positive_float, help="frames per second of the video (default: the source's, or 25)")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda (bf16 autocast on CUDA)")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
