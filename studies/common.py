@@ -101,3 +101,32 @@ def plot_bars(path: Path, title: str, groups: dict[str, dict[str, float]], ylabe
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_lines(path: Path, title: str, xlabel: str, series: dict[str, dict[int, dict[str, float]]],
+               floors: dict[str, float] | None = None) -> None:
+    """series {line: {x: {metric: value}}}, one panel per metric; floors {metric: the ground truth's own score}
+    drawn dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(next(iter(next(iter(series.values())).values())))
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3))
+    for axis, metric in zip(axes, metrics, strict=True):
+        for line, points in series.items():
+            xs = sorted(points)
+            axis.plot(xs, [points[x][metric] for x in xs], marker="o", label=line)
+            axis.set_xticks(xs)
+        if floors and floors.get(metric) is not None:
+            axis.axhline(floors[metric], color="grey", linestyle="--", label="ground truth")
+        axis.set_title(metric)
+        axis.set_xlabel(xlabel)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -4,7 +4,7 @@ The paper's claim: the sequential generator (flow, warping, previous frames, tem
 per-frame synthesis, at equal or better image quality. Both arms train the train_street_cpu recipe for the
 same number of iterations; the baseline is the same generator with num_prev_frames 0 and no temporal D.
 
-    python studies/study1_per_frame_baseline.py      (about 20 minutes on 2 CPU cores)
+    python studies/study1_per_frame_baseline.py      (about 15 minutes on 2 CPU cores)
 """
 
 import json

@@ -3,7 +3,7 @@
 The paper's claim: the temporal (video) discriminator lowers flicker. Both arms train train_street_cpu for
 the same number of iterations; the "on" arm is study 1's vid2vid run (reused when present).
 
-    python studies/study3_temporal_discriminator.py  (about 20 minutes on 2 CPU cores, 10 after study 1)
+    python studies/study3_temporal_discriminator.py  (about 20 minutes on 2 CPU cores, 7 after study 1)
 """
 
 import json

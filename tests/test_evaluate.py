@@ -141,7 +141,7 @@ def test_evaluate_writes_metrics_report_and_strips(trained, tmp_path, capsys):
         assert 5 < summary["psnr"] < 40 and 0 < summary["ssim"] < 1
         assert summary["warping_error"] > 0 and summary["fid"] > 0
         assert summary["fvd_clips"] == 2 and summary["fvd"] is not None
-    assert 0 < report["ground_truth_warping_error"] < 2  # exact synthetic motion: the flow warps it almost exactly
+    assert 0 < report["ground_truth"]["warping_error"] < 2  # exact synthetic motion: the flow warps it almost exactly
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4  # per-frame PSNR, scores against K, two strips
     assert "http" not in page.replace('lang="en"', "")  # self-contained: nothing fetched

@@ -138,6 +138,18 @@ def keypoint_distance(detected: np.ndarray, driving: np.ndarray) -> float | None
     return float(np.linalg.norm(detected[:n][both, :2] - driving[:n][both, :2], axis=1).mean())
 
 
+def pose_distances(detector: KeypointDetector, frames: list[np.ndarray], driving: list[np.ndarray | None],
+                   frame_height: int) -> list[float]:
+    """Keypoint error of each frame where the detector finds a person, as a fraction of the frame height."""
+    distances = []
+    for frame, points in zip(frames, driving, strict=True):
+        found = detector(frame) if points is not None else None
+        distance = None if found is None else keypoint_distance(found, points)
+        if distance is not None:
+            distances.append(distance / frame_height)
+    return distances
+
+
 # ---------------------------------------------------------------------------------------------- scoring
 
 
@@ -162,12 +174,7 @@ class Scorer:
         entry = {"frames": len(psnr), "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
                  "warping_error": warp, "psnr_per_frame": psnr}
         if self.detector is not None:
-            distances = []
-            for result, points in zip(rendered.results, rendered.points, strict=True):
-                found = self.detector(result) if points is not None else None
-                distance = None if found is None else keypoint_distance(found, points)
-                if distance is not None:
-                    distances.append(distance / frame_height)
+            distances = pose_distances(self.detector, rendered.results, rendered.points, frame_height)
             self.pose += distances
             self.detected += len(distances)
             entry["pose_error"] = float(np.mean(distances)) if distances else None
@@ -274,6 +281,9 @@ def report_html(report: dict, pictures: dict[str, bytes]) -> str:
                    for k, s in report["results"].items())
     head = "<tr><th></th><th>frames</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in shown) + "</tr>"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"])
+    truth = report["ground_truth"]
+    truth_pose = (f", pose error {cell(truth['pose_error'])} (found on {cell(truth['pose_detected'])} of the frames)"
+                  if "pose_error" in truth else "")
     figures = "".join(_inline(name, data) for name, data in pictures.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vid2vid evaluation</title>
@@ -288,7 +298,7 @@ figcaption {{ color: #666; font-size: 90%; }} code {{ background: #f3f3f3; paddi
 <p>Checkpoint <code>{html.escape(report["checkpoint"])}</code> on <code>{html.escape(report["data"])}</code>
 ({report["sequences"]} sequences, {report["size"][0]}x{report["size"][1]}).</p>
 <table>{head}{rows}</table>
-<p>Ground truth warping error (the floor): {cell(report["ground_truth_warping_error"])}.
+<p>The ground truth's own scores (the floors): warping error {cell(truth["warping_error"])}{truth_pose}.
 {html.escape(report["units"])}</p>
 <ul>{notes}</ul>
 {figures}
@@ -358,7 +368,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
     results, strips = {}, {}
     real_fid = fid.FeatureStats() if inception_net is not None else None
     real_fvd = fid.FeatureStats() if i3d_net is not None else None
-    truth_warp = []
+    truth_warp, truth_pose = [], []
     runs = [(f"K={k}", k) for k in ks] if few_shot else [("all", None)]
     try:
         with tqdm(total=len(runs) * len(chosen), desc="evaluate", unit="sequence", disable=not progress) as bar:
@@ -370,6 +380,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
                     scorer.add(rendered, cfg.size[0])
                     if run_index == 0:  # the ground truth's own statistics, once
                         truth_warp.append(metrics.warping_error(rendered.truths, rendered.truths))
+                        if detector is not None:
+                            truth_pose.append(pose_distances(detector, rendered.truths, rendered.points,
+                                                             cfg.size[0]))
                         if real_fid is not None:
                             real_fid.add(features(inception_net, rendered.truths, torch_device))
                         if real_fvd is not None:
@@ -390,11 +403,17 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
     report = {
         "checkpoint": str(checkpoint), "data": str(data), "model": "fs_vid2vid" if few_shot else "vid2vid",
         "sequences": len(chosen), "size": list(cfg.size), "results": results,
-        "ground_truth_warping_error": float(np.mean(truth_warp)),
+        # The floors: the metrics of the ground truth itself (the detector's own error, the flow's residual).
+        "ground_truth": {"warping_error": float(np.mean(truth_warp))},
         "units": "PSNR in dB; SSIM in [0, 1]; warping error in intensity levels of 255 (lower is steadier); "
                  "pose error as a fraction of the frame height",
         "notes": notes,
     }
+    if detector is not None:
+        found = [d for sequence in truth_pose for d in sequence]
+        report["ground_truth"]["pose_error"] = float(np.mean(found)) if found else None
+        report["ground_truth"]["pose_detected"] = len(found) / max(1, sum(s["frames"] for s in
+                                                                          results[runs[0][0]]["sequences"].values()))
     pictures = plots(results)
     write_report(out, report, pictures, strips, overwrite)
     return report
