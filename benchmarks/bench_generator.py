@@ -132,13 +132,16 @@ def main():
     machine = (torch.cuda.get_device_name() if device.type == "cuda"
                else f"{cpu_name()}, {torch.get_num_threads()} threads")
     print(f"# {machine}, torch {torch.__version__}")
-    print("| model | size (HxW) | variant | first frame (s) | frames/s, batch 1 | ratio | frames/s, batch "
-          f"{args.batch} | GFLOP/frame | TFLOP/s | peak memory (GiB) | max diff to fp32 eager | PSNR to it (dB) |")
+    print("| model | size (HxW) | variant | first frame (s) | frames/s, batch 1 | ratio | frames/s, "
+          f"{f'batch {args.batch}' if args.batch else 'batched (off)'} | GFLOP/frame | TFLOP/s | peak memory (GiB) | max diff to fp32 eager | PSNR to it (dB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.models:
         preset, cls = PRESETS[kind]
         torch.manual_seed(0)
-        base = cls(load_generator_config(preset)).to(device).eval()
+        cfg = load_generator_config(preset)
+        if kind == "vid2vid":
+            cfg.first_frame_size = None  # the preset's 512x1024 first frame would fix the size of every frame
+        base = cls(cfg).to(device).eval()
         for size in sizes:
             h, w = (int(v) for v in size.split("x"))
             warm = 1 + base.cfg.num_prev_frames  # frames until the history window is full
