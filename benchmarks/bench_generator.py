@@ -132,8 +132,9 @@ def main():
     machine = (torch.cuda.get_device_name() if device.type == "cuda"
                else f"{cpu_name()}, {torch.get_num_threads()} threads")
     print(f"# {machine}, torch {torch.__version__}")
+    batched = f"batch {args.batch}" if args.batch else "batched (off)"
     print("| model | size (HxW) | variant | first frame (s) | frames/s, batch 1 | ratio | frames/s, "
-          f"{f'batch {args.batch}' if args.batch else 'batched (off)'} | GFLOP/frame | TFLOP/s | peak memory (GiB) | max diff to fp32 eager | PSNR to it (dB) |")
+          f"{batched} | GFLOP/frame | TFLOP/s | peak memory (GiB) | max diff to fp32 eager | PSNR to it (dB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.models:
         preset, cls = PRESETS[kind]
