@@ -10,11 +10,11 @@ loading). fp32 eager is the baseline; on CUDA bf16 autocast is timed in the same
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import time
 
 import torch
+from bench_generator import cpu_name  # benchmarks/ is on the path when run as a script
 
 from vid2vid.train import (
     Discriminators,
@@ -25,14 +25,6 @@ from vid2vid.train import (
     pick_precision,
     training_step,
 )
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def random_batch(cfg, h, w, frames, device):

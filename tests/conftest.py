@@ -78,6 +78,23 @@ TINY_GENERATOR = dict(num_filters=8, max_filters=32, num_downsamples=3, flow_num
 TINY_PATCH = dict(num_filters=8, num_layers=2, max_filters=32, num_scales=1)
 
 
+def train_on_tiny_dancers(root: Path, heldout_sequences: int, heldout_frames: int, references: bool = False):
+    """Built-in dancers at 48x48 under root: two training identities (train/), a tiny few-shot model trained
+    two iterations on them, and held-out identities from 100 on doing other identities' motions (heldout/),
+    with their own videos as references (refs/) if asked. Returns the checkpoint."""
+    from vid2vid.data.writer import write_synthetic
+    from vid2vid.train import train
+
+    write_synthetic("dancers", root / "train", sequences=2, frames=8, size=(48, 48), progress=False)
+    if references:
+        write_synthetic("dancers", root / "refs", sequences=heldout_sequences, frames=8, size=(48, 48),
+                        first_index=100, progress=False)
+    write_synthetic("dancers", root / "heldout", sequences=heldout_sequences, frames=heldout_frames, size=(48, 48),
+                    first_index=100, motion_offset=1, progress=False)
+    return train(tiny_train_config(root / "train", schedule={"iterations": 2}), root / "run",
+                 progress=False).last_checkpoint
+
+
 def tiny_train_config(root, **changes) -> TrainConfig:
     values = {
         "model": "fs_vid2vid", "data_root": str(root),

@@ -9,11 +9,9 @@ import torch
 from vid2vid import fid
 from vid2vid.checkpoint import CheckpointError
 from vid2vid.cli import main
-from vid2vid.data.writer import write_synthetic
 from vid2vid.evaluate import keypoint_distance, reference_indices
-from vid2vid.train import train
 
-from .conftest import tiny_train_config
+from .conftest import train_on_tiny_dancers
 
 
 def test_frechet_distance_matches_closed_form_for_gaussians():
@@ -113,13 +111,7 @@ def test_keypoint_distance_and_reference_indices():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
-    write_synthetic("dancers", root / "train", sequences=2, frames=8, size=(48, 48), progress=False)
-    write_synthetic("dancers", root / "refs", sequences=2, frames=8, size=(48, 48), first_index=100,
-                    progress=False)
-    write_synthetic("dancers", root / "heldout", sequences=2, frames=18, size=(48, 48), first_index=100,
-                    motion_offset=1, progress=False)
-    result = train(tiny_train_config(root / "train", schedule={"iterations": 2}), root / "run", progress=False)
-    return root, result.last_checkpoint
+    return root, train_on_tiny_dancers(root, heldout_sequences=2, heldout_frames=18, references=True)
 
 
 def test_evaluate_writes_metrics_report_and_strips(trained, tmp_path, capsys):

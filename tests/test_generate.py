@@ -12,18 +12,14 @@ from vid2vid.data.video import image_files, read_image, read_video
 from vid2vid.data.writer import write_synthetic
 from vid2vid.train import train
 
-from .conftest import tiny_train_config
+from .conftest import train_on_tiny_dancers
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny few-shot model trained for two iterations on built-in dancers, and held-out data."""
     root = tmp_path_factory.mktemp("generate")
-    write_synthetic("dancers", root / "train", sequences=2, frames=8, size=(48, 48), progress=False)
-    write_synthetic("dancers", root / "heldout", sequences=1, frames=40, size=(48, 48), first_index=100,
-                    motion_offset=1, progress=False)
-    result = train(tiny_train_config(root / "train", schedule={"iterations": 2}), root / "run", progress=False)
-    return root, result.last_checkpoint
+    return root, train_on_tiny_dancers(root, heldout_sequences=1, heldout_frames=40)
 
 
 def test_synth_train_generate_end_to_end(trained, tmp_path, capsys):

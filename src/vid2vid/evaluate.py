@@ -27,7 +27,7 @@ from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import Sequence, scan
 from vid2vid.data.video import write_image
-from vid2vid.files import atomic_write_bytes, replace_folder
+from vid2vid.files import atomic_write_bytes, check_output_folder, replace_folder
 from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, load_for_inference, to_uint8
 from vid2vid.step import References, is_few_shot
 from vid2vid.train import pick_device, pick_precision
@@ -315,12 +315,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
              inception: str | Path | None = None, i3d: str | Path | None = None, pose_error: bool = True,
              overwrite: bool = False, device: str = "auto", progress: bool = True) -> dict:
     out, data = Path(out), Path(data)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: holds files (use --overwrite to replace them)")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent}: no such folder for the report")
+    check_output_folder(out, overwrite, "report")
     reference_root = Path(references) if references is not None else None
     torch_device = pick_device(device)
     amp = pick_precision("auto", torch_device)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vid2vid.checkpoint import model_kind
-from vid2vid.files import replace_folder
+from vid2vid.files import check_output_folder, replace_folder
 from vid2vid.generate import load_for_inference
 from vid2vid.step import is_few_shot
 
@@ -60,12 +60,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, size: tuple[int, int] |
                 overwrite: bool = False) -> dict:
     """Write out/step_prev{N}.onnx for every history length and out/export.json; returns the description."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: holds files (use --overwrite to replace them)")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent}: no such folder for the export")
+    check_output_folder(out, overwrite, "export")
     try:
         import onnxscript  # noqa: F401 - torch's ONNX exporter needs it
     except ImportError:

@@ -33,6 +33,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def check_output_folder(out: Path, overwrite: bool, what: str) -> None:
+    """An output folder may be new, empty, or replaced with overwrite; its parent must exist."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: holds files (use --overwrite to replace them)")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: no such folder for the {what}")
+
+
 def replace_folder(tmp: Path, out: Path) -> None:
     """Put the finished folder tmp (beside out) in out's place. An old out is moved aside first and removed
     last, so out is at every moment either the old folder or the new one."""
