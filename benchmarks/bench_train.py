@@ -1,10 +1,11 @@
-"""Training iterations per second and peak memory of the full-size few-shot generator.
+"""Training iterations per second and peak memory of the full-size generators.
 
-The official dancing architecture (K = 1) with its discriminators (image, face) and the temporal D, one
-iteration = a clip of T frames through G, one D update, one G update and the EMA, on random inputs (no data
-loading). fp32 eager is the baseline; on CUDA bf16 autocast is timed in the same run.
+The official few-shot dancing recipe (K = 1) and imaginaire's Cityscapes vid2vid recipe, each with its
+discriminators and the temporal D; one iteration = a clip of T frames through G, one D update, one G update and
+the EMA, on random inputs (no data loading). fp32 eager is the baseline; on CUDA bf16 autocast is timed in the
+same run.
 
-    python benchmarks/bench_train.py [--size 256x256] [--frames 2] [--iterations 3]
+    python benchmarks/bench_train.py [--models fs_vid2vid vid2vid] [--sizes 256x256 512x256] [--frames 2]
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ def random_batch(cfg, h, w, frames, device):
     keypoints = torch.zeros(1, frames, 67, 3)
     keypoints[..., [0, 15, 16], :] = torch.tensor([[w / 2, h / 4, 1], [w / 2 - 6, h / 4 - 4, 1],
                                                    [w / 2 + 6, h / 4 - 4, 1]])  # nose and eyes: a face box
-    return {"labels": rand(1, frames, c, h, w), "images": rand(1, frames, 3, h, w),
-            "ref_labels": rand(1, 1, c, h, w), "ref_images": rand(1, 1, 3, h, w),
-            "flow": torch.zeros(1, frames, 2, h, w, device=device),
-            "flow_confidence": torch.ones(1, frames, 1, h, w, device=device), "keypoints": keypoints.to(device)}
+    batch = {"labels": rand(1, frames, c, h, w), "images": rand(1, frames, 3, h, w),
+             "flow": torch.zeros(1, frames, 2, h, w, device=device),
+             "flow_confidence": torch.ones(1, frames, 1, h, w, device=device), "keypoints": keypoints.to(device)}
+    if cfg.model == "fs_vid2vid":  # references are what make a batch few-shot
+        batch.update(ref_labels=rand(1, 1, c, h, w), ref_images=rand(1, 1, 3, h, w))
+    return batch
 
 
 def measure(cfg, device, amp_dtype, h, w, frames, iterations):
@@ -69,33 +72,46 @@ def measure(cfg, device, amp_dtype, h, w, frames, iterations):
     return iterations / (time.perf_counter() - start), peak, sum(p.numel() for p in G.parameters())
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="256x256", help="HxW")
-    parser.add_argument("--frames", type=int, default=2, help="frames per clip (T)")
-    parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
-    args = parser.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = load_train_config("train_fs_vid2vid_dancing", data_root="unused")
+RECIPES = {"fs_vid2vid": "train_fs_vid2vid_dancing", "vid2vid": "train_vid2vid_street"}
+
+
+def bench_config(kind: str, h: int, w: int):
+    cfg = load_train_config(RECIPES[kind], data_root="unused")
     cfg.data.size = (h, w)
     cfg.discriminator.face.crop_size = h // 32 * 8
     cfg.loss.weights.perceptual = 0  # no VGG weights here; the perceptual loss would add one VGG19 pass
+    if kind == "vid2vid":
+        cfg.generator["first_frame_size"] = None  # the recipe's 512x1024 first frame would fix every frame's size
+    return cfg
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--sizes", nargs="+", help="HxW (default 256x256 512x256, and 1024x512 on CUDA)")
+    parser.add_argument("--frames", type=int, default=2, help="frames per clip (T)")
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = args.sizes or (["256x256", "512x256", "1024x512"] if device.type == "cuda" else ["256x256", "512x256"])
     machine = torch.cuda.get_device_name() if device.type == "cuda" else cpu_name()
     print(f"# {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
-          f"{args.size}, T = {args.frames}, batch 1, K = 1")
-    print("| variant | iterations/s | ratio to fp32 | peak memory (GiB) |")
-    print("|---|---|---|---|")
+          f"T = {args.frames}, batch 1, K = 1")
+    print("| model | size (HxW) | variant | iterations/s | ratio to fp32 | peak memory (GiB) | G parameters |")
+    print("|---|---|---|---|---|---|---|")
     variants = [("fp32 eager", None)]
     if device.type == "cuda":
         variants.append(("bf16 autocast", pick_precision("auto", device)))
-    baseline = None
-    for name, dtype in variants:
-        speed, peak, params = measure(cfg, device, dtype, h, w, args.frames, args.iterations)
-        baseline = baseline or speed
-        print(f"| {name} | {speed:.3f} | {speed / baseline:.2f} | {peak:.2f} |")
-    print(f"# generator parameters: {params:,}")
+    for kind in args.models:
+        for size in sizes:
+            h, w = (int(v) for v in size.split("x"))
+            cfg = bench_config(kind, h, w)
+            baseline = None
+            for name, dtype in variants:
+                speed, peak, params = measure(cfg, device, dtype, h, w, args.frames, args.iterations)
+                baseline = baseline or speed
+                print(f"| {kind} | {size} | {name} | {speed:.3f} | {speed / baseline:.2f} | {peak:.2f} | "
+                      f"{params:,} |", flush=True)
 
 
 if __name__ == "__main__":
