@@ -140,7 +140,10 @@ def label_to_uint8(label: torch.Tensor) -> np.ndarray:
 def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, references: list[str | Path] = (),
              *, sequence: str | None = None, size: tuple[int, int] | None = None, frames_dir: str | Path | None = None,
              side_by_side: bool = False, max_frames: int | None = None, fps: float | None = None,
-             overwrite: bool = False, device: str = "auto", progress: bool = True) -> GenerateReport:
+             overwrite: bool = False, device: str = "auto", precision: str = "auto",
+             progress: bool = True) -> GenerateReport:
+    """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPU: about twice as fast
+    where the CPU has bf16 instructions, ~41 dB from fp32; see benchmarks/RESULTS.md)."""
     output, driving = Path(output), Path(driving)
     if output.suffix.lower() != ".mp4":
         raise ValueError(f"{output}: the output must be an .mp4 file")
@@ -154,7 +157,9 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     if frames_dir is not None and frames_dir.exists() and any(frames_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{frames_dir}: holds files (use --overwrite to replace them)")
     torch_device = pick_device(device)
-    amp = pick_precision("auto", torch_device)
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    amp = pick_precision(precision, torch_device)
     model = load_for_inference(checkpoint, torch_device)
     cfg = data_config_for(checkpoint, model, size)
     if is_few_shot(model) and not references:
