@@ -19,7 +19,7 @@ import torch
 
 from vid2vid.checkpoint import model_kind
 from vid2vid.files import check_output_folder, replace_folder
-from vid2vid.generate import load_for_inference
+from vid2vid.generate import data_config_for, load_for_inference
 from vid2vid.step import is_few_shot
 
 
@@ -67,8 +67,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, size: tuple[int, int] |
         raise ValueError('ONNX export needs the export extra: pip install "vid2vid[export]"') from None
     model = load_for_inference(checkpoint, torch.device("cpu"))
     if size is None:
-        from vid2vid.generate import data_config_for
-
         size = tuple(data_config_for(checkpoint, model, None).size)
     step_size = 2 ** (model.cfg.num_downsamples if is_few_shot(model) else model.cfg.num_layers)
     if size[0] % step_size or size[1] % step_size:
