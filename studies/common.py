@@ -92,7 +92,8 @@ def plot_bars(path: Path, title: str, groups: dict[str, dict[str, float]], ylabe
     labels = list(next(iter(groups.values())))
     figure, axes = plt.subplots(1, len(labels), figsize=(3.4 * len(labels), 3))
     for axis, label in zip(axes if len(labels) > 1 else [axes], labels, strict=True):
-        axis.bar(arms, [groups[a][label] for a in arms], color=["#4878a8", "#e08040", "#60a060", "#a060a0"][:len(arms)])
+        axis.bar([a.replace(", ", "\n") for a in arms], [groups[a][label] for a in arms],
+                 color=["#4878a8", "#e08040", "#60a060", "#a060a0"][:len(arms)])
         axis.set_title(label)
         axis.grid(axis="y", alpha=0.3)
         axis.tick_params(axis="x", labelsize=8)

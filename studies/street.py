@@ -13,6 +13,10 @@ ARMS = {
     # The same generator with no previous frames: no flow, no warping, every frame made on its own.
     "per-frame": {"generator": {"num_prev_frames": 0}, "discriminator.temporal": {"enabled": False}},
     "vid2vid, no temporal D": {"discriminator.temporal": {"enabled": False}},
+    # Clips of 6 frames: warping (which starts once two previous frames exist) trains on 4 frames in 6, not 1 in 3.
+    "vid2vid, 6-frame clips": {"data.clip_length": 6},
+    "per-frame, 6-frame clips": {"generator": {"num_prev_frames": 0}, "discriminator.temporal": {"enabled": False},
+                                 "data.clip_length": 6},
 }
 
 
