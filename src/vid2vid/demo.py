@@ -1,10 +1,10 @@
 """`make demo`: few-shot vid2vid end to end on built-in data, no download.
 
-1. Synthesize dancers: training identities 0..N-1, and identity 100 (never seen in training) twice: with
-   its own motion (where the K = 2 reference images come from) and performing the motion of sequence 101
+1. Synthesize dancers: training identities 0..N-1, and identity 1000 (never seen in training) twice: with
+   its own motion (where the K = 2 reference images come from) and performing the motion of sequence 1001
    (never seen in training either): the driving poses and the ground truth.
 2. Train the small CPU recipe for a bounded time.
-3. Render identity 100 from its references following the unseen motion; write result.mp4 (driving pose |
+3. Render identity 1000 from its references following the unseen motion; write result.mp4 (driving pose |
    result | ground truth), comparison.png and metrics.json (PSNR/SSIM for K = 1 and K = 2, warping error).
 
     python -m vid2vid.demo [--out demo_out] [--minutes 8]
@@ -30,7 +30,9 @@ from vid2vid.files import atomic_write_bytes
 from vid2vid.generate import load_for_inference
 from vid2vid.train import load_train_config, train
 
-UNSEEN_IDENTITY = 100  # its motion in the held-out pair is that of sequence 101
+# Beyond every training index (--identities is capped below it): its motion in the held-out pair is that of
+# sequence 1001, also never trained on.
+UNSEEN_IDENTITY = 1000
 
 
 def make_data(out: Path, size: tuple[int, int], identities: int, frames: int) -> tuple[Path, Path, Path]:
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--identities", type=int, default=200, help="training identities")
     parser.add_argument("--frames", type=int, default=16, help="frames per sequence")
     args = parser.parse_args(argv)
+    if not 0 < args.identities < UNSEEN_IDENTITY:
+        parser.error(f"--identities must be between 1 and {UNSEEN_IDENTITY - 1}, so that identity "
+                     f"{UNSEEN_IDENTITY} stays unseen")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
