@@ -159,6 +159,17 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {files} and export.json ({description['size'][0]}x{description['size'][1]})")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from vid2vid.serve import Limits, serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: anyone who can reach this machine can use the page", file=sys.stderr)
+    limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_resolution=args.max_resolution,
+                    max_input_resolution=args.max_input_resolution, max_references=args.max_references,
+                    max_queue=args.max_queue)
+    serve(args.checkpoint, args.host, args.port, limits, device=args.device, precision=args.precision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vid2vid", description="Video-to-video synthesis.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -243,6 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--K", type=positive_int, default=1, help="few-shot: number of reference images")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     exp.set_defaults(run=cmd_export)
+
+    web = sub.add_parser("serve", help="a local web page: pick references and a driving video, watch the result")
+    web.add_argument("--checkpoint", required=True, help="a checkpoint folder")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    web.add_argument("--port", type=positive_int, default=8000, help="port to listen on")
+    web.add_argument("--max-upload-mb", type=positive_float, default=200, help="largest upload, all files together")
+    web.add_argument("--max-frames", type=positive_int, default=300, help="most frames rendered per job")
+    web.add_argument("--max-resolution", type=positive_int, default=1024, help="longest side of an output video")
+    web.add_argument("--max-input-resolution", type=positive_int, default=4096,
+                     help="longest side of an uploaded image or video")
+    web.add_argument("--max-references", type=positive_int, default=8, help="most reference images per job")
+    web.add_argument("--max-queue", type=positive_int, default=8, help="most jobs waiting behind the running one")
+    web.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    web.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                     help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    web.set_defaults(run=cmd_serve)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
     synth.add_argument("kind", choices=["dancers", "street", "faces"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +63,18 @@ def load_for_inference(checkpoint: str | Path, device: torch.device) -> torch.nn
     return fold_spectral_norm(load_generator(checkpoint, device))
 
 
-def _prepared(source: Path, task: str, workdir: Path, name: str) -> Path:
-    """A dataset folder for source: itself when it is one, else prepared into workdir (labels extracted)."""
+def _prepared(source: Path, task: str, workdir: Path, name: str, max_frames: int | None = None) -> Path:
+    """A dataset folder for source: itself when it is one, else its first max_frames frames prepared into
+    workdir (labels extracted)."""
     if source.is_dir() and (source / MODALITIES["images"].folder).is_dir():
         return source
     from vid2vid.data.prepare import prepare
 
     root = workdir / name
-    prepare([source], root, task, flow=False, progress=False)
+    reports = prepare([source], root, task, flow=False, max_frames=max_frames, progress=False)
+    if task != "street" and not any(r.labelled for r in reports):
+        thing = "person" if task == "pose" else "face"
+        raise DataError(f"{source}: no {thing} was found in any frame")
     return root
 
 
@@ -141,9 +145,15 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              *, sequence: str | None = None, size: tuple[int, int] | None = None, frames_dir: str | Path | None = None,
              side_by_side: bool = False, max_frames: int | None = None, fps: float | None = None,
              overwrite: bool = False, device: str = "auto", precision: str = "auto",
-             progress: bool = True) -> GenerateReport:
+             progress: bool = True, model: torch.nn.Module | None = None, labels_output: str | Path | None = None,
+             on_frame: Callable[[int, int], None] | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPU: about twice as fast
-    where the CPU has bf16 instructions, ~41 dB from fp32; see benchmarks/RESULTS.md)."""
+    where the CPU has bf16 instructions, ~41 dB from fp32; see benchmarks/RESULTS.md).
+
+    For callers that render many videos with one model (`vid2vid serve`): model is the checkpoint's generator
+    already loaded by `load_for_inference`; labels_output an .mp4 for the driving labels, frame for frame;
+    on_frame(done, total) is called after each frame.
+    """
     output, driving = Path(output), Path(driving)
     if output.suffix.lower() != ".mp4":
         raise ValueError(f"{output}: the output must be an .mp4 file")
@@ -160,7 +170,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     amp = pick_precision(precision, torch_device)
-    model = load_for_inference(checkpoint, torch_device)
+    if model is None:
+        model = load_for_inference(checkpoint, torch_device)
     cfg = data_config_for(checkpoint, model, size)
     if is_few_shot(model) and not references:
         raise ValueError("a few-shot model needs --reference images of the person or scene to render")
@@ -169,7 +180,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
 
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-generate-")))
-        root = _prepared(driving, cfg.task, workdir, "driving")
+        root = _prepared(driving, cfg.task, workdir, "driving", max_frames)
         sequences = scan(root, cfg.task)
         chosen = [s for s in sequences if sequence is None or s.name == sequence]
         if not chosen:
@@ -190,6 +201,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         start, count = time.perf_counter(), 0
         bar = stack.enter_context(tqdm(total=total, desc="generate", unit="frame", disable=not progress))
         writer = stack.enter_context(VideoWriter(output, fps=fps))
+        labels_writer = stack.enter_context(VideoWriter(labels_output, fps=fps)) if labels_output else None
         for result, item in generate_frames(model, stream, refs, torch_device, amp):
             picture = result
             if side_by_side:
@@ -198,10 +210,14 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
                     parts.append(reference_picture)
                 picture = np.concatenate(parts, axis=1)
             writer.write(picture)
+            if labels_writer is not None:
+                labels_writer.write(label_to_uint8(item["label"]))
             if frames_tmp is not None:
                 write_image(frames_tmp / f"{item['frame']}.png", result)
             count += 1
             bar.update(1)
+            if on_frame is not None:
+                on_frame(count, total)
         if frames_tmp is not None:
             if frames_dir.exists():
                 shutil.rmtree(frames_dir)

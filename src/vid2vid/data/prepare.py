@@ -27,6 +27,7 @@ class PrepareReport:
     written: int = 0
     skipped_done: int = 0  # already in the folder from an earlier run
     skipped_no_face: int = 0  # face task: frames where no face was found are left out
+    labelled: int = 0  # frames written with a person or face in their labels
 
 
 @contextmanager
@@ -127,4 +128,5 @@ def _prepare_one(source: Path, name: str, writer: DatasetWriter, labels_for, flo
             teacher = dis_flow(image, previous) if flow and previous is not None else None
             writer.write_frame(name, frame_name, image, flow=teacher, **labels)
             report.written += 1
+            report.labelled += bool(labels.get("landmarks") or labels.get("openpose", {}).get("people"))
             previous = image

@@ -1,0 +1,605 @@
+"""`vid2vid serve`: a local web page to try a checkpoint: references and a driving input in, a video out.
+
+The page (vid2vid/web/) talks to a small JSON API:
+
+    GET  /api/info              the model, its sizes, the limits, the built-in identities and motions
+    POST /api/jobs              a multipart form (see `read_job_form`); answers 202 with the job's id
+    GET  /api/jobs/ID           state (queued, running, done, failed), queue position, frames done, frames/s
+    GET  /api/jobs/ID/FILE      result.mp4, labels.mp4 (the driving labels), reference_N.png
+    GET  /api/builtin/N.png     a picture of built-in identity N
+
+One worker thread renders the jobs one after another with the model loaded once (`vid2vid.generate`);
+the others wait in a queue whose length is limited. Each job's uploads live in its own folder and are
+removed when it ends; its results are kept for the last few jobs. Bad input fails the job with a one-line
+message naming the uploaded file; the server goes on to the next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+from vid2vid.checkpoint import read_model_info
+from vid2vid.data import DataError
+from vid2vid.data.keypoints import MissingExtra
+from vid2vid.data.layout import MODALITIES, TASKS
+from vid2vid.data.video import VIDEO_EXTENSIONS, read_image, write_image
+from vid2vid.data.writer import write_synthetic
+from vid2vid.generate import data_config_for, generate, load_for_inference
+from vid2vid.step import is_few_shot
+from vid2vid.train import pick_device
+
+log = logging.getLogger("vid2vid.serve")
+
+WEB = Path(__file__).parent / "web"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+SYNTHETIC_KIND = {"pose": "dancers", "face": "faces", "street": "street"}
+LABEL_MODALITY = {"pose": "openpose", "face": "dlib68"}  # the label file a reference image may come with
+# Built-in identities and motions: indices no built-in training recipe reaches (the demo trains 0..199).
+BUILTIN = tuple(range(1000, 1006))
+BUILTIN_FRAMES = 12  # frames synthesized per built-in identity, to take references from
+KEPT_RESULTS = 16  # finished jobs whose videos stay downloadable
+
+
+@dataclass
+class Limits:
+    max_upload_mb: float = 200.0  # one request, all files together
+    max_frames: int = 300  # frames rendered per job; longer driving videos are cut
+    max_resolution: int = 1024  # longest side of the output
+    max_input_resolution: int = 4096  # longest side of an uploaded image or video
+    max_references: int = 8
+    max_queue: int = 8  # jobs waiting, besides the one rendering
+
+
+class BadRequest(Exception):
+    """A form that cannot make a job: answered at once with its message."""
+
+
+class QueueFull(BadRequest):
+    pass
+
+
+@dataclass
+class Job:
+    id: str
+    folder: Path  # uploads/ (removed when the job ends) and the results
+    few_shot: bool
+    size: tuple[int, int]
+    frames: int
+    references: list[Path] = field(default_factory=list)
+    identity: tuple[int, int] | None = None  # (built-in index, K) instead of uploaded references
+    driving: Path | None = None
+    motion: int | None = None  # a built-in index instead of an uploaded driving input
+    names: dict[str, str] = field(default_factory=dict)  # paths in messages -> what the user calls them
+    state: str = "queued"
+    done: int = 0
+    total: int = 0
+    started: float = 0.0
+    seconds: float = 0.0
+    message: str = ""
+
+    @property
+    def uploads(self) -> Path:
+        return self.folder / "uploads"
+
+    def status(self, position: int | None) -> dict:
+        status = {"id": self.id, "state": self.state, "done": self.done, "total": self.total,
+                  "fps": self.done / self.seconds if self.seconds > 0 else 0.0, "message": self.message,
+                  "size": list(self.size)}
+        if position is not None:
+            status["ahead"] = position
+        if self.state == "done":
+            files = f"/api/jobs/{self.id}"
+            status["result"] = f"{files}/result.mp4"
+            status["labels"] = f"{files}/labels.mp4"
+            status["references"] = [f"{files}/{p.name}" for p in sorted(self.folder.glob("reference_*.png"))]
+        return status
+
+    def readable(self, text: str) -> str:
+        for path, name in sorted(self.names.items(), key=lambda kv: -len(kv[0])):
+            text = text.replace(path, name)
+        return text
+
+
+class Worker:
+    """Renders jobs one at a time, in the order they came, with one loaded model."""
+
+    def __init__(self, checkpoint: Path, work_dir: Path, limits: Limits, device: str = "auto",
+                 precision: str = "auto"):
+        self.checkpoint, self.work_dir, self.limits = checkpoint, work_dir, limits
+        self.device, self.precision = pick_device(device), precision
+        self.model = load_for_inference(checkpoint, self.device)
+        self.few_shot = is_few_shot(self.model)
+        self.data = data_config_for(checkpoint, self.model, None)
+        self.builtin = Builtin(work_dir / "builtin", self.data.task)
+        self.jobs: dict[str, Job] = {}
+        self.waiting: queue.Queue[Job | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.order: list[str] = []  # ids of queued jobs, oldest first
+        self.thread = threading.Thread(target=self._run, name="vid2vid-serve-worker", daemon=True)
+        self.thread.start()
+
+    def info(self) -> dict:
+        info = read_model_info(self.checkpoint)
+        return {
+            "model": "few-shot vid2vid" if self.few_shot else "vid2vid", "few_shot": self.few_shot,
+            "checkpoint": self.checkpoint.name, "task": self.data.task, "device": str(self.device),
+            "size": list(self.data.size), "sizes": [list(s) for s in self.sizes()],
+            "builtin": {"identities": list(BUILTIN) if self.few_shot else [], "motions": list(BUILTIN)},
+            "limits": {"max_upload_mb": self.limits.max_upload_mb, "max_frames": self.limits.max_frames,
+                       "max_resolution": self.limits.max_resolution,
+                       "max_references": self.limits.max_references, "max_queue": self.limits.max_queue},
+            "label_file": MODALITIES[LABEL_MODALITY[self.data.task]].description
+            if self.data.task in LABEL_MODALITY else None,
+            "trained_iterations": info.get("iteration"),
+        }
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """The output sizes offered: the trained size, halved and doubled where the model and limits allow."""
+        height, width = self.data.size
+        multiple = 2 ** (self.model.cfg.num_downsamples if self.few_shot else self.model.cfg.num_layers)
+        sizes = []
+        for scale in (0.5, 1, 2):
+            h, w = int(height * scale), int(width * scale)
+            if h % multiple == 0 and w % multiple == 0 and max(h, w) <= self.limits.max_resolution:
+                sizes.append((h, w))
+        return sizes or [tuple(self.data.size)]
+
+    def submit(self, job: Job) -> int:
+        """Queue a job; the number of jobs ahead of it."""
+        with self.lock:
+            if len(self.order) >= self.limits.max_queue:
+                raise QueueFull(f"the queue is full ({self.limits.max_queue} jobs waiting); try again later")
+            self.jobs[job.id] = job
+            self.order.append(job.id)
+            ahead = len(self.order) - 1 + any(j.state == "running" for j in self.jobs.values())
+        self.waiting.put(job)
+        return ahead
+
+    def position(self, job: Job) -> int | None:
+        with self.lock:
+            if job.id not in self.order:
+                return None
+            return self.order.index(job.id) + any(j.state == "running" for j in self.jobs.values())
+
+    def stop(self) -> None:
+        self.waiting.put(None)
+        self.thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while (job := self.waiting.get()) is not None:
+            with self.lock:
+                self.order.remove(job.id)
+                job.state = "running"
+            job.started = time.perf_counter()
+            try:
+                self._render(job)
+                job.state = "done"
+            except (DataError, ValueError, OSError, MissingExtra, av.error.FFmpegError) as exc:
+                from vid2vid.cli import one_line
+
+                job.message, job.state = job.readable(one_line(exc)), "failed"
+            except Exception:  # a bug of ours: the page gets one line, the server log the traceback
+                log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+                job.message, job.state = "the server could not render this job (an internal error, logged)", "failed"
+            finally:
+                job.seconds = time.perf_counter() - job.started
+                shutil.rmtree(job.uploads, ignore_errors=True)
+                self._forget_old()
+
+    def _render(self, job: Job) -> None:
+        # Built-in data is synthesized here rather than in the request: it can take seconds at large sizes.
+        if job.identity is not None:
+            job.references = self.builtin.references(*job.identity, job.size)
+        if job.motion is not None:
+            job.driving = self.builtin.sequence(job.motion, job.frames, job.size)
+        if job.driving.suffix.lower() == ".zip":
+            job.driving = extract_dataset_zip(job.driving, int(4 * self.limits.max_upload_mb * 2**20))
+        if job.driving.is_dir():
+            check_label_type(job.driving, self.data.task)
+        references = job.references
+        for path in references + ([job.driving] if job.driving.is_file() else []):
+            check_input_resolution(path, self.limits.max_input_resolution)
+        for i, path in enumerate(references):
+            write_image(job.folder / f"reference_{i}.png", read_image(path))
+
+        def progress(done: int, total: int) -> None:
+            job.done, job.total = done, total
+            job.seconds = time.perf_counter() - job.started
+
+        generate(self.checkpoint, job.driving, job.folder / "result.mp4", references, size=job.size,
+                 max_frames=job.frames, device=str(self.device), precision=self.precision, progress=False,
+                 model=self.model, labels_output=job.folder / "labels.mp4", on_frame=progress)
+
+    def _forget_old(self) -> None:
+        with self.lock:
+            ended = [j for j in self.jobs.values() if j.state in ("done", "failed")]
+            for job in ended[:-KEPT_RESULTS]:
+                shutil.rmtree(job.folder, ignore_errors=True)
+                del self.jobs[job.id]
+
+
+class Builtin:
+    """The built-in synthetic identities and motions, synthesized at the size asked the first time they are
+    used and kept for the server's life."""
+
+    def __init__(self, root: Path, task: str):
+        self.root, self.kind = root, SYNTHETIC_KIND[task]
+        self.lock = threading.Lock()
+
+    def sequence(self, index: int, frames: int, size: tuple[int, int]) -> Path:
+        """A dataset folder with the one sequence of identity `index` doing its own motion."""
+        if index not in BUILTIN:
+            raise BadRequest(f"no built-in sequence {index} (there are {BUILTIN[0]}..{BUILTIN[-1]})")
+        root = self.root / f"{self.kind}{index}_{size[0]}x{size[1]}_{frames}"
+        with self.lock:
+            if not root.is_dir():
+                tmp = Path(tempfile.mkdtemp(dir=self.root.parent, prefix=".builtin."))
+                write_synthetic(self.kind, tmp / "data", sequences=1, frames=frames, size=size, first_index=index,
+                                progress=False)
+                root.parent.mkdir(parents=True, exist_ok=True)
+                (tmp / "data").rename(root)
+                shutil.rmtree(tmp)
+        return root
+
+    def references(self, index: int, k: int, size: tuple[int, int]) -> list[Path]:
+        """k frames of identity `index`, spread over its sequence."""
+        root = self.sequence(index, BUILTIN_FRAMES, size)
+        frames = sorted((root / MODALITIES["images"].folder).glob("*/*"))
+        step = max(1, len(frames) // k)
+        return frames[::step][:k]
+
+    def picture(self, index: int, size: tuple[int, int]) -> Path:
+        return self.references(index, 1, size)[0]
+
+
+def check_label_type(root: Path, task: str) -> None:
+    """A prepared folder with another task's labels (street maps for a pose model, say) is named as such."""
+    required = [MODALITIES[m] for m in TASKS[task].required]
+    if any((root / m.folder).is_dir() for m in required):
+        return
+    others = sorted({t for t, spec in TASKS.items() for m in spec.required if (root / MODALITIES[m].folder).is_dir()})
+    has = f"has {' and '.join(others)} labels" if others else "has no labels"
+    raise DataError(f"{root}: {has}, and this model takes {task} labels "
+                    f"({', '.join(f'{m.folder}/' for m in required)})")
+
+
+def check_input_resolution(path: Path, limit: int) -> None:
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        height, width = read_image(path).shape[:2]
+    elif path.suffix.lower() in VIDEO_EXTENSIONS:
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                height, width = stream.height, stream.width
+        except (av.error.FFmpegError, IndexError) as exc:
+            raise DataError(f"{path}: not a readable video ({type(exc).__name__})") from None
+    else:
+        return
+    if max(height, width) > limit:
+        raise DataError(f"{path}: {width}x{height} is larger than this server takes ({limit} pixels a side at most)")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading the form
+
+
+def safe_name(name: str, fallback: str) -> str:
+    """A file name from a browser, made safe to put in a folder: its last part, odd characters replaced."""
+    name = re.sub(r"[^A-Za-z0-9._ -]", "_", Path(name.replace("\\", "/")).name).strip(" .")
+    return name[:120] or fallback
+
+
+def save_upload(upload, folder: Path, fallback: str, taken: set[str]) -> Path:
+    name = safe_name(upload.filename or "", fallback)
+    stem, suffix, n = Path(name).stem, Path(name).suffix, 1
+    while name in taken:
+        name, n = f"{stem}_{n}{suffix}", n + 1
+    taken.add(name)
+    path = folder / name
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload.file, out)
+    return path
+
+
+def extract_dataset_zip(path: Path, limit_bytes: int) -> Path:
+    """A .zip of a prepared dataset folder, extracted beside it; the folder that holds images/."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise DataError(f"{path}: not a readable .zip file") from None
+    with archive:
+        members = archive.infolist()
+        if sum(m.file_size for m in members) > limit_bytes:
+            raise DataError(f"{path}: unpacks to more than {limit_bytes // 2**20} MB")
+        for member in members:
+            parts = Path(member.filename).parts
+            if member.filename.startswith("/") or ".." in parts or (member.external_attr >> 16) & 0o170000 == 0o120000:
+                raise DataError(f"{path}: holds a path outside the archive ({member.filename})")
+        target = path.with_name(path.name + ".contents")
+        try:
+            archive.extractall(target)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DataError(f"{path}: cannot be unpacked ({exc})") from None
+    return find_dataset_root(target, path.name)
+
+
+def find_dataset_root(folder: Path, what: str) -> Path:
+    images = MODALITIES["images"].folder
+    if (folder / images).is_dir():
+        return folder
+    inner = [p for p in folder.iterdir() if p.is_dir() and (p / images).is_dir()]
+    if len(inner) == 1:
+        return inner[0]
+    raise DataError(f"{what}: not a prepared dataset folder (no {images}/ folder in it; see `vid2vid prepare`)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text or "")
+    if not match:
+        raise BadRequest(f"size must be HxW, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def parse_count(text: str, what: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be a whole number, got {text!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{what} must be between {low} and {high}, got {value}")
+    return value
+
+
+async def read_job_form(form, worker: Worker) -> Job:
+    """The fields: size (HxW, one of info's sizes), frames (at most max_frames);
+    references: uploaded images (with label files named like them, optional) or identity (a built-in index)
+    and k; driving: one file (a video or a .zip of a prepared folder), files with relative paths (a prepared
+    folder, picked in the browser), or motion (a built-in index)."""
+    limits = worker.limits
+    size = parse_size(form.get("size") or "x".join(map(str, worker.data.size)))
+    if size not in worker.sizes():
+        raise BadRequest(f"size {size[0]}x{size[1]} is not offered here "
+                         f"(choose {', '.join(f'{h}x{w}' for h, w in worker.sizes())})")
+    frames = parse_count(form.get("frames") or str(min(32, limits.max_frames)), "frames", 1, limits.max_frames)
+    job_id = uuid.uuid4().hex[:12]
+    folder = worker.work_dir / "jobs" / job_id
+    job = Job(job_id, folder, worker.few_shot, size, frames)
+    job.uploads.mkdir(parents=True)
+    for folder_name in ("references/", "driving/", "labelled_references/images/references/", ""):
+        job.names[f"{job.uploads}/{folder_name}"] = ""
+    job.names[str(worker.builtin.root) + "/"] = "built-in data: "
+    try:
+        _read_references(form, worker, job)
+        _read_driving(form, worker, job)
+    except DataError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise BadRequest(job.readable(str(exc))) from None
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return job
+
+
+def _uploads(form, key: str) -> list:
+    return [f for f in form.getlist(key) if hasattr(f, "filename") and f.filename]
+
+
+def _read_references(form, worker: Worker, job: Job) -> None:
+    uploads = _uploads(form, "references")
+    if not worker.few_shot:
+        if uploads or form.get("identity"):
+            raise BadRequest("this is a vid2vid model: it takes no reference images")
+        return
+    limits = worker.limits
+    if not uploads:
+        if not form.get("identity"):
+            raise BadRequest("a few-shot model needs reference images: upload some or pick a built-in identity")
+        index = parse_count(form.get("identity"), "identity", BUILTIN[0], BUILTIN[-1])
+        job.identity = (index, parse_count(form.get("k") or "1", "K", 1, limits.max_references))
+        return
+    folder = job.uploads / "references"
+    folder.mkdir()
+    taken: set[str] = set()
+    paths = [save_upload(u, folder, f"reference_{i}", taken) for i, u in enumerate(uploads)]
+    images = [p for p in paths if p.suffix.lower() in IMAGE_EXTENSIONS]
+    labels = {p.stem: p for p in paths if p.suffix.lower() == ".json"}
+    for path in paths:
+        if path not in images and path.suffix.lower() != ".json":
+            raise BadRequest(f"{path.name}: not an image ({', '.join(IMAGE_EXTENSIONS)}) or a label file (.json)")
+    if not images:
+        raise BadRequest("the references hold no image (.png, .jpg)")
+    if len(images) > limits.max_references:
+        raise BadRequest(f"{len(images)} reference images; this server takes at most {limits.max_references}")
+    modality = LABEL_MODALITY.get(worker.data.task)
+    for stem in labels:
+        if stem not in {p.stem for p in images}:
+            raise BadRequest(f"{labels[stem].name}: a label file with no image of the same name")
+    job.references = [_with_labels(image, labels.get(image.stem), modality, job.uploads) for image in images]
+
+
+def _with_labels(image: Path, label: Path | None, modality: str | None, uploads: Path) -> Path:
+    """An image with its label file goes into a one-frame dataset folder (ROOT/images/SEQ/FRAME) so that its
+    labels are read rather than detected."""
+    if label is None or modality is None:
+        return image
+    root = uploads / "labelled_references"
+    frame = image.stem
+    image_dir = root / MODALITIES["images"].folder / "references"
+    label_dir = root / MODALITIES[modality].folder / "references"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    label_dir.mkdir(parents=True, exist_ok=True)
+    shutil.move(image, image_dir / image.name)
+    shutil.move(label, label_dir / f"{frame}.json")
+    return image_dir / image.name
+
+
+def _read_driving(form, worker: Worker, job: Job) -> None:
+    files = _uploads(form, "driving")
+    folder_files = _uploads(form, "driving_folder")
+    if len(files) + bool(folder_files) + bool(form.get("motion")) != 1:
+        raise BadRequest("give one driving input: a video, a .zip of a prepared folder, a folder, or a built-in motion")
+    if form.get("motion"):
+        job.motion = parse_count(form.get("motion"), "motion", BUILTIN[0], BUILTIN[-1])
+        return
+    folder = job.uploads / "driving"
+    folder.mkdir()
+    if folder_files:
+        job.driving = _save_folder(folder_files, folder)
+        return
+    path = save_upload(files[0], folder, "driving", set())
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        job.driving = path  # unpacked by the worker
+        job.names[f"{path}.contents"] = path.name
+    elif suffix in VIDEO_EXTENSIONS:
+        if worker.data.task == "street":
+            raise BadRequest(f"{path.name}: a street model takes segmentation maps: upload a .zip of a prepared "
+                             "folder (seg_maps/) or pick a built-in street sequence")
+        job.driving = path
+    else:
+        raise BadRequest(f"{path.name}: not a video ({', '.join(VIDEO_EXTENSIONS)}) or a .zip of a prepared folder")
+
+
+def _save_folder(uploads: list, folder: Path) -> Path:
+    """Files picked as a folder in the browser, each named by its path inside it; rebuilt under folder."""
+    for upload in uploads:
+        parts = [safe_name(p, "_") for p in upload.filename.replace("\\", "/").split("/") if p not in ("", ".")]
+        if not parts or ".." in upload.filename.split("/"):
+            raise BadRequest(f"{upload.filename}: not a path inside the folder")
+        path = folder.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            shutil.copyfileobj(upload.file, out)
+    top = [p for p in folder.iterdir()]
+    return find_dataset_root(folder, top[0].name if len(top) == 1 else "the driving folder")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The web application
+
+
+def make_app(worker: Worker):
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.responses import FileResponse, JSONResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    max_bytes = int(worker.limits.max_upload_mb * 2**20)
+
+    async def index(request):
+        return FileResponse(WEB / "index.html")
+
+    async def info(request):
+        return JSONResponse(worker.info())
+
+    async def builtin_picture(request):
+        index = request.path_params["index"]
+        try:
+            path = worker.builtin.picture(index, tuple(worker.data.size))
+        except BadRequest as exc:
+            raise HTTPException(404, str(exc)) from None
+        return FileResponse(path)
+
+    async def submit(request):
+        if int(request.headers.get("content-length") or 0) > max_bytes:
+            return too_large()
+        try:
+            async with request.form(max_files=4096, max_fields=64) as form:
+                job = await read_job_form(form, worker)
+                ahead = worker.submit(job)
+        except UploadTooLarge:
+            return too_large()
+        except QueueFull as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except HTTPException as exc:  # a form the multipart parser refuses
+            return JSONResponse({"error": f"the upload could not be read: {exc.detail}"}, status_code=400)
+        return JSONResponse({**job.status(ahead)}, status_code=202)
+
+    async def status(request):
+        job = worker.jobs.get(request.path_params["job"])
+        if job is None:
+            return JSONResponse({"error": "no such job (results are kept for the last few jobs)"}, status_code=404)
+        return JSONResponse(job.status(worker.position(job)))
+
+    async def job_file(request):
+        job = worker.jobs.get(request.path_params["job"])
+        name = request.path_params["name"]
+        if job is None or job.state != "done" or not re.fullmatch(r"(result|labels)\.mp4|reference_\d+\.png", name):
+            return JSONResponse({"error": "no such file"}, status_code=404)
+        return FileResponse(job.folder / name)
+
+    def too_large():
+        return JSONResponse({"error": f"the upload is larger than this server takes "
+                                      f"({worker.limits.max_upload_mb:g} MB)"}, status_code=413)
+
+    app = Starlette(routes=[
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/builtin/{index:int}.png", builtin_picture),
+        Route("/api/jobs", submit, methods=["POST"]),
+        Route("/api/jobs/{job}", status),
+        Route("/api/jobs/{job}/{name}", job_file),
+        Mount("/static", StaticFiles(directory=WEB), name="static"),
+    ])
+    return BodyLimit(app, max_bytes)
+
+
+class UploadTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses request bodies past the limit while they stream in (a chunked upload has no length to check
+    up front)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise UploadTooLarge()
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          device: str = "auto", precision: str = "auto") -> None:
+    """Run the web app until interrupted; its working folder is removed at the end."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingExtra("vid2vid serve needs the web extra: pip install 'vid2vid[web]'") from None
+    checkpoint = Path(checkpoint)
+    with tempfile.TemporaryDirectory(prefix="vid2vid-serve-") as work_dir:
+        worker = Worker(checkpoint, Path(work_dir), limits or Limits(), device, precision)
+        print(f"vid2vid serve: {worker.info()['model']} from {checkpoint} on {worker.device}; "
+              f"open http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        try:
+            uvicorn.run(make_app(worker), host=host, port=port, log_level="warning")
+        finally:
+            worker.stop()
