@@ -135,7 +135,7 @@ class Worker:
         info = read_model_info(self.checkpoint)
         return {
             "model": "few-shot vid2vid" if self.few_shot else "vid2vid", "few_shot": self.few_shot,
-            "checkpoint": self.checkpoint.name, "task": self.data.task, "device": str(self.device),
+            "checkpoint": "/".join(self.checkpoint.resolve().parts[-3:]), "task": self.data.task, "device": str(self.device),
             "size": list(self.data.size), "sizes": [list(s) for s in self.sizes()],
             "builtin": {"identities": list(BUILTIN) if self.few_shot else [], "motions": list(BUILTIN)},
             "limits": {"max_upload_mb": self.limits.max_upload_mb, "max_frames": self.limits.max_frames,
