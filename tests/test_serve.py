@@ -267,6 +267,16 @@ def test_one_job_at_a_time_and_a_bounded_queue(server):
     assert client.post("/api/jobs", data=form).status_code == 202
 
 
+def test_a_run_folder_serves_its_latest_checkpoint(checkpoint, tmp_path):
+    ckpt, root = checkpoint
+    worker = Worker(root / "run", tmp_path, Limits(), device="cpu")
+    try:
+        assert worker.checkpoint == ckpt
+        assert worker.info()["checkpoint"] == f"run/checkpoints/{ckpt.name}"
+    finally:
+        worker.stop()
+
+
 def test_unknown_job_and_file(server):
     client, _ = server
     assert client.get("/api/jobs/nope").status_code == 404

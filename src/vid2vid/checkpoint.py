@@ -68,10 +68,19 @@ def save_generator(model: torch.nn.Module, folder: str | Path, overwrite: bool =
     return folder
 
 
-def read_model_info(path: str | Path) -> dict:
-    """model.json of a checkpoint folder (or of the folder holding the given file)."""
+def model_folder(path: str | Path) -> Path:
+    """The folder holding model.json: the path itself, the folder of a file in it, or, for a training run
+    folder, the checkpoint its `latest` names."""
     path = Path(path)
-    meta = (path if path.is_dir() else path.parent) / "model.json"
+    if path.is_dir() and (path / "latest").is_file() and not (path / "model.json").exists():
+        name = (path / "latest").read_text().strip()
+        return path / "checkpoints" / name
+    return path if path.is_dir() else path.parent
+
+
+def read_model_info(path: str | Path) -> dict:
+    """model.json of a checkpoint folder (or of the folder holding the given file, or a run's latest)."""
+    meta = model_folder(path) / "model.json"
     try:
         return json.loads(meta.read_text())
     except FileNotFoundError:
@@ -81,9 +90,9 @@ def read_model_info(path: str | Path) -> dict:
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load a generator saved by save_generator (a folder, or its model.json / model.safetensors)."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
+    """Load a generator saved by save_generator (a folder, or its model.json / model.safetensors, or a training
+    run folder: its latest checkpoint)."""
+    folder = model_folder(path)
     meta, weights = folder / "model.json", folder / "model.safetensors"
     for needed in (meta, weights):
         if not needed.is_file():

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import av
 
-from vid2vid.checkpoint import read_model_info
+from vid2vid.checkpoint import model_folder, read_model_info
 from vid2vid.data import DataError
 from vid2vid.data.keypoints import MissingExtra
 from vid2vid.data.layout import MODALITIES, TASKS
@@ -118,7 +118,7 @@ class Worker:
 
     def __init__(self, checkpoint: Path, work_dir: Path, limits: Limits, device: str = "auto",
                  precision: str = "auto"):
-        self.checkpoint, self.work_dir, self.limits = checkpoint, work_dir, limits
+        self.checkpoint, self.work_dir, self.limits = model_folder(checkpoint), work_dir, limits
         self.device, self.precision = pick_device(device), precision
         self.model = load_for_inference(checkpoint, self.device)
         self.few_shot = is_few_shot(self.model)
@@ -135,7 +135,8 @@ class Worker:
         info = read_model_info(self.checkpoint)
         return {
             "model": "few-shot vid2vid" if self.few_shot else "vid2vid", "few_shot": self.few_shot,
-            "checkpoint": "/".join(self.checkpoint.resolve().parts[-3:]), "task": self.data.task, "device": str(self.device),
+            "checkpoint": "/".join(self.checkpoint.resolve().parts[-3:]), "task": self.data.task,
+            "device": str(self.device),
             "size": list(self.data.size), "sizes": [list(s) for s in self.sizes()],
             "builtin": {"identities": list(BUILTIN) if self.few_shot else [], "motions": list(BUILTIN)},
             "limits": {"max_upload_mb": self.limits.max_upload_mb, "max_frames": self.limits.max_frames,
