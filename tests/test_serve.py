@@ -317,3 +317,48 @@ def test_street_model_renders_a_builtin_sequence(tmp_path):
             assert status["references"] == []
     finally:
         worker.stop()
+
+
+def test_an_upload_without_a_length_is_cut_off_at_the_limit(server):
+    client, worker = server
+    boundary = "xyz"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="driving"; filename="big.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n").encode()
+
+    def body():  # streamed: no Content-Length, as a chunked upload sends it
+        yield head
+        for _ in range(40):
+            yield bytes(2**17)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = client.post("/api/jobs", content=body(),
+                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("the upload is larger than this server takes")
+    assert uploads_left(worker) == []
+
+
+def test_a_corrupt_reference_image_fails_with_its_name(server):
+    client, worker = server
+    response = client.post("/api/jobs", data={"motion": "1000"},
+                           files={"references": ("me.png", b"\x89PNG\r\n\x1a\n" + bytes(100), "image/png")})
+    status = wait(client, response.json()["id"])
+    assert status["state"] == "failed"
+    assert status["message"].startswith("me.png: "), status["message"]
+    assert uploads_left(worker) == []
+
+
+def test_an_unlabelled_reference_needs_the_detector(server, checkpoint):
+    try:
+        import mediapipe  # noqa: F401
+        pytest.skip("MediaPipe is installed: the reference would be labelled")
+    except ImportError:
+        pass
+    client, worker = server
+    image = sorted((checkpoint[1] / "refs" / "images").glob("*/*.png"))[0]
+    response = client.post("/api/jobs", data={"motion": "1000"},
+                           files={"references": ("me.png", image.read_bytes(), "image/png")})
+    status = wait(client, response.json()["id"])
+    assert status["state"] == "failed"
+    assert status["message"] == 'pose/face extraction needs MediaPipe: pip install "vid2vid[extract]"'
+    assert uploads_left(worker) == []

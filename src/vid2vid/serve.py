@@ -51,6 +51,7 @@ LABEL_MODALITY = {"pose": "openpose", "face": "dlib68"}  # the label file a refe
 BUILTIN = tuple(range(1000, 1006))
 BUILTIN_FRAMES = 12  # frames synthesized per built-in identity, to take references from
 KEPT_RESULTS = 16  # finished jobs whose videos stay downloadable
+MAX_ZIP_FILES = 100_000
 
 
 @dataclass
@@ -323,6 +324,8 @@ def extract_dataset_zip(path: Path, limit_bytes: int) -> Path:
         raise DataError(f"{path}: not a readable .zip file") from None
     with archive:
         members = archive.infolist()
+        if len(members) > MAX_ZIP_FILES:
+            raise DataError(f"{path}: holds more than {MAX_ZIP_FILES} files")
         if sum(m.file_size for m in members) > limit_bytes:
             raise DataError(f"{path}: unpacks to more than {limit_bytes // 2**20} MB")
         for member in members:
