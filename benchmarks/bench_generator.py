@@ -115,6 +115,9 @@ def variants(base, device, use_compile: bool, use_bf16: bool):
     if device.type == "cuda" or use_bf16:
         out.append(("bf16 autocast, folded", out[1][1], torch.bfloat16, False))
         out.append(("bf16 autocast, folded, channels_last", channels_last, torch.bfloat16, True))
+        if use_compile:
+            out.append(("bf16 autocast, folded, torch.compile", torch.compile(folded_copy(base, device)),
+                        torch.bfloat16, False))
     return out
 
 

@@ -145,10 +145,13 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              *, sequence: str | None = None, size: tuple[int, int] | None = None, frames_dir: str | Path | None = None,
              side_by_side: bool = False, max_frames: int | None = None, fps: float | None = None,
              overwrite: bool = False, device: str = "auto", precision: str = "auto",
-             progress: bool = True, model: torch.nn.Module | None = None, labels_output: str | Path | None = None,
+             progress: bool = True, compile_model: bool = False, model: torch.nn.Module | None = None,
+             labels_output: str | Path | None = None,
              on_frame: Callable[[int, int], None] | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPU: about twice as fast
-    where the CPU has bf16 instructions, ~41 dB from fp32; see benchmarks/RESULTS.md).
+    where the CPU has bf16 instructions, ~41 dB from fp32; see benchmarks/RESULTS.md). compile_model runs
+    the frame step through torch.compile: minutes to build at full size on a CPU, then faster frames, the same
+    to ~1e-5; it pays for long videos.
 
     For callers that render many videos with one model (`vid2vid serve`): model is the checkpoint's generator
     already loaded by `load_for_inference`; labels_output an .mp4 for the driving labels, frame for frame;
@@ -177,6 +180,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         raise ValueError("a few-shot model needs --reference images of the person or scene to render")
     if not is_few_shot(model) and references:
         raise ValueError("--reference is for few-shot models; this checkpoint is a vid2vid model")
+    if compile_model:
+        model = torch.compile(model)
 
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-generate-")))
