@@ -277,6 +277,22 @@ def test_a_run_folder_serves_its_latest_checkpoint(checkpoint, tmp_path):
         worker.stop()
 
 
+def test_a_bug_while_rendering_gives_one_line_and_the_server_goes_on(server, monkeypatch):
+    client, worker = server
+    render = worker._render
+
+    def broken(job):
+        raise RuntimeError("something of ours broke")
+
+    monkeypatch.setattr(worker, "_render", broken)
+    form = {"identity": "1000", "motion": "1000", "frames": "2"}
+    status = wait(client, client.post("/api/jobs", data=form).json()["id"])
+    assert status["state"] == "failed"
+    assert status["message"] == "the server could not render this job (an internal error, logged)"
+    monkeypatch.setattr(worker, "_render", render)
+    assert wait(client, client.post("/api/jobs", data=form).json()["id"])["state"] == "done"
+
+
 def test_unknown_job_and_file(server):
     client, _ = server
     assert client.get("/api/jobs/nope").status_code == 404

@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
     print(json.dumps({k: report[k] for k in ("K=1", "K=2", "warping_error")}, indent=2))
     print(f"wrote {out / 'result.mp4'}, {out / 'comparison.png'} and {out / 'metrics.json'}")
+    print(f"try the model in a browser: vid2vid serve --checkpoint {out / 'run'}")
 
 
 if __name__ == "__main__":

@@ -186,19 +186,21 @@ class Worker:
                 self.order.remove(job.id)
                 job.state = "running"
             job.started = time.perf_counter()
+            state, message = "failed", ""
             try:
                 self._render(job)
-                job.state = "done"
+                state = "done"
             except (DataError, ValueError, OSError, MissingExtra, av.error.FFmpegError) as exc:
                 from vid2vid.cli import one_line
 
-                job.message, job.state = job.readable(one_line(exc)), "failed"
+                message = job.readable(one_line(exc))
             except Exception:  # a bug of ours: the page gets one line, the server log the traceback
                 log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                job.message, job.state = "the server could not render this job (an internal error, logged)", "failed"
+                message = "the server could not render this job (an internal error, logged)"
             finally:
                 job.seconds = time.perf_counter() - job.started
                 shutil.rmtree(job.uploads, ignore_errors=True)
+                job.message, job.state = message, state  # last: a client that sees the end sees all of it
                 self._forget_old()
 
     def _render(self, job: Job) -> None:
