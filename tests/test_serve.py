@@ -154,8 +154,8 @@ def test_a_pose_video_with_nobody_in_it(server, monkeypatch, tmp_path):
     from vid2vid.data import keypoints, prepare
 
     @contextmanager
-    def finds_nobody(task, multi_person):
-        yield lambda image: {"openpose": keypoints.openpose_json([])}
+    def finds_nobody(task, multi_person, label_colours=False):
+        yield lambda image, name: {"openpose": keypoints.openpose_json([])}
 
     monkeypatch.setattr(prepare, "label_extractor", finds_nobody)
     video = tmp_path / "empty_room.mp4"
@@ -308,7 +308,7 @@ def test_serve_command_refuses_a_missing_checkpoint(tmp_path, capsys):
 
 
 def test_street_model_renders_a_builtin_sequence(tmp_path):
-    """A vid2vid model: no references, built-in street sequences, videos refused (street needs label maps)."""
+    """A vid2vid model: no references; built-in street sequences and colour-coded label videos."""
     from vid2vid.data.writer import write_synthetic
     from vid2vid.train import load_train_config, train
 
@@ -324,8 +324,27 @@ def test_street_model_renders_a_builtin_sequence(tmp_path):
             assert info["few_shot"] is False and info["task"] == "street" and info["builtin"]["identities"] == []
             refused = client.post("/api/jobs", data={"identity": "1000", "motion": "1000"})
             assert refused.json()["error"] == "this is a vid2vid model: it takes no reference images"
-            video = client.post("/api/jobs", files={"driving": ("drive.mp4", b"\x00" * 100, "video/mp4")})
-            assert video.json()["error"].startswith("drive.mp4: a street model takes segmentation maps")
+            # A colour-coded label video drives it; a video of the street itself does not.
+            from vid2vid.data.render import colours_from_ids
+            from vid2vid.data.synthetic import sequence
+
+            frames = list(sequence("street", 1004, 5, (64, 128)))
+            for name, pictures in (("labels.mp4", [colours_from_ids(f.seg) for f in frames]),
+                                   ("drive.mp4", [f.image for f in frames])):
+                with VideoWriter(tmp_path / name, fps=10) as writer:
+                    for picture in pictures:
+                        writer.write(picture)
+            job = client.post("/api/jobs", data={"frames": "4"},
+                              files={"driving": ("labels.mp4", (tmp_path / "labels.mp4").read_bytes(), "video/mp4")})
+            status = wait(client, job.json()["id"])
+            assert status["state"] == "done", status
+            assert frames_in(client.get(status["result"]).content) == (4, (64, 128))
+            job = client.post("/api/jobs", files={"driving": ("drive.mp4", (tmp_path / "drive.mp4").read_bytes(),
+                                                              "video/mp4")})
+            status = wait(client, job.json()["id"])
+            assert status["state"] == "failed"
+            assert status["message"].startswith("drive.mp4: frame 00000: ") and "no Cityscapes label colour" in \
+                status["message"], status["message"]
             job = client.post("/api/jobs", data={"motion": "1003", "frames": "3"}).json()
             status = wait(client, job["id"])
             assert status["state"] == "done", status

@@ -76,7 +76,8 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
     reports = prepare(args.inputs, args.output, args.task, overwrite=args.overwrite,
                       extract_labels=not args.no_labels, flow=not args.no_flow, every=args.every,
-                      max_frames=args.max_frames, multi_person=args.multi_person, progress=not args.quiet)
+                      max_frames=args.max_frames, multi_person=args.multi_person, label_colours=args.label_colours,
+                      progress=not args.quiet)
     for r in reports:
         extra = f", {r.skipped_no_face} without a face left out" if r.skipped_no_face else ""
         print(f"{args.output}: sequence {r.sequence}: {r.written} frames written, "
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--no-flow", action="store_true", help="do not compute teacher optical flow")
     prep.add_argument("--every", type=positive_int, default=1, help="keep every N-th frame")
     prep.add_argument("--max-frames", type=positive_int, help="stop after this many frames per input")
+    prep.add_argument("--label-colours", action="store_true",
+                      help="street: the inputs are colour-coded label videos (Cityscapes colours) -> seg_maps")
     prep.add_argument("--multi-person", action="store_true", help="find several people per frame (street shots)")
     prep.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")

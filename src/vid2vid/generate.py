@@ -71,7 +71,9 @@ def _prepared(source: Path, task: str, workdir: Path, name: str, max_frames: int
     from vid2vid.data.prepare import prepare
 
     root = workdir / name
-    reports = prepare([source], root, task, flow=False, max_frames=max_frames, progress=False)
+    # A street model's video is a colour-coded label video: there is no segmentation network here.
+    reports = prepare([source], root, task, flow=False, max_frames=max_frames, label_colours=task == "street",
+                      progress=False)
     if task != "street" and not any(r.labelled for r in reports):
         thing = "person" if task == "pose" else "face"
         raise DataError(f"{source}: no {thing} was found in any frame")

@@ -471,10 +471,7 @@ def _read_driving(form, worker: Worker, job: Job) -> None:
         job.driving = path  # unpacked by the worker
         job.names[f"{path}.contents"] = path.name
     elif suffix in VIDEO_EXTENSIONS:
-        if worker.data.task == "street":
-            raise BadRequest(f"{path.name}: a street model takes segmentation maps: upload a .zip of a prepared "
-                             "folder (seg_maps/) or pick a built-in street sequence")
-        job.driving = path
+        job.driving = path  # street models: a colour-coded label video
     else:
         raise BadRequest(f"{path.name}: not a video ({', '.join(VIDEO_EXTENSIONS)}) or a .zip of a prepared folder")
 

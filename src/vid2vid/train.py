@@ -27,6 +27,7 @@ from vid2vid import losses
 from vid2vid.checkpoint import CheckpointError, first_line, read_torch_file, save_generator
 from vid2vid.config import GENERATOR_CONFIGS, find_config, read_yaml_mapping
 from vid2vid.data.datasets import DataConfig, VideoClips
+from vid2vid.data.render import CITYSCAPES_COLOURS, CITYSCAPES_NUM_CLASSES
 from vid2vid.files import atomic_write_bytes
 from vid2vid.models.discriminators import (
     DiscriminatorConfig,
@@ -556,6 +557,9 @@ def label_picture(labels: torch.Tensor) -> torch.Tensor:
         return labels[:, 3:]  # the OpenPose colours
     if c == 1:
         return labels.repeat(1, 3, 1, 1) * 2 - 1
+    if c in (CITYSCAPES_NUM_CLASSES, CITYSCAPES_NUM_CLASSES + 1):  # street ids (+ instance edges)
+        palette = torch.tensor(CITYSCAPES_COLOURS + ((0, 0, 0),)).to(labels) / 127.5 - 1
+        return palette[labels[:, :CITYSCAPES_NUM_CLASSES].argmax(1)].permute(0, 3, 1, 2)
     palette = torch.rand(c, 3, generator=torch.Generator().manual_seed(1)).to(labels) * 2 - 1
     return palette[labels.argmax(1)].permute(0, 3, 1, 2)
 

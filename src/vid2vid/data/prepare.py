@@ -31,22 +31,28 @@ class PrepareReport:
 
 
 @contextmanager
-def label_extractor(task: str, multi_person: bool):
-    """A callable frame -> labels for writer.write_frame, or None for a frame to leave out.
+def label_extractor(task: str, multi_person: bool, label_colours: bool = False):
+    """A callable (frame, name) -> labels for writer.write_frame, or None for a frame to leave out.
 
     One per sequence: MediaPipe tracks landmarks from frame to frame within a video, which is steadier.
+    label_colours (street): the frames are colour-coded label maps, read back into class ids.
     """
     if task == "street":
-        yield lambda image: {}
+        if label_colours:
+            from vid2vid.data.render import ids_from_colours
+
+            yield lambda image, name: {"seg": ids_from_colours(image, name)}
+        else:
+            yield lambda image, name: {}
         return
     from vid2vid.data import keypoints
 
     if task == "pose":
         with keypoints.PoseExtractor(multi_person=multi_person, tracking=not multi_person) as extract:
-            yield lambda image: {"openpose": keypoints.openpose_json(extract(image))}
+            yield lambda image, name: {"openpose": keypoints.openpose_json(extract(image))}
         return
     with keypoints.FaceExtractor(tracking=True) as extract:
-        def face(image):
+        def face(image, name):
             points = extract(image)
             return None if points is None else {"landmarks": keypoints.dlib68_json(points)}
         yield face
@@ -54,7 +60,7 @@ def label_extractor(task: str, multi_person: bool):
 
 @contextmanager
 def no_labels():
-    yield lambda image: {}
+    yield lambda image, name: {}
 
 
 def sequence_name(source: Path) -> str:
@@ -63,7 +69,7 @@ def sequence_name(source: Path) -> str:
 
 def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite: bool = False,
             extract_labels: bool = True, flow: bool = True, every: int = 1, max_frames: int | None = None,
-            multi_person: bool = False, progress: bool = True) -> list[PrepareReport]:
+            multi_person: bool = False, label_colours: bool = False, progress: bool = True) -> list[PrepareReport]:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if every < 1:
@@ -77,7 +83,10 @@ def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite:
         raise DataError(f"{out}: two inputs would make the same sequence name; rename one of {names}")
     for source in sources:
         _check_source(source)
-    info = {"command": "prepare", "task": task, "labels": extract_labels and task != "street", "flow": flow}
+    if label_colours and task != "street":
+        raise ValueError("--label-colours is for the street task (colour-coded segmentation videos)")
+    info = {"command": "prepare", "task": task, "labels": extract_labels and (task != "street" or label_colours),
+            "flow": flow}
     out = Path(out)
     created = not out.exists()
     writer = DatasetWriter(out, info, overwrite=overwrite, image_extension=".jpg")
@@ -85,7 +94,7 @@ def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite:
     try:
         for source, name in zip(sources, names, strict=True):
             reports.append(PrepareReport(name))
-            with label_extractor(task, multi_person) if extract_labels else no_labels() as labels_for:
+            with label_extractor(task, multi_person, label_colours) if extract_labels else no_labels() as labels_for:
                 _prepare_one(source, name, writer, labels_for, flow, every, max_frames, progress, reports[-1])
     except BaseException as exc:
         # Bad input fails again on every run, so a folder this run started is removed; an interrupted or
@@ -121,12 +130,13 @@ def _prepare_one(source: Path, name: str, writer: DatasetWriter, labels_for, flo
                 report.skipped_done += 1
                 previous = image
                 continue
-            labels = labels_for(image)
+            labels = labels_for(image, f"{source}: frame {frame_name}")
             if labels is None:
                 report.skipped_no_face += 1
                 continue
             teacher = dis_flow(image, previous) if flow and previous is not None else None
             writer.write_frame(name, frame_name, image, flow=teacher, **labels)
             report.written += 1
-            report.labelled += bool(labels.get("landmarks") or labels.get("openpose", {}).get("people"))
+            report.labelled += bool(labels.get("landmarks") or labels.get("openpose", {}).get("people")
+                                    or labels.get("seg") is not None)
             previous = image

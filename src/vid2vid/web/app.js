@@ -43,6 +43,8 @@ async function load() {
   if (info.task === "street") {
     $("motion-noun").textContent = "street sequence";
     $("driving-legend").textContent = "Scene: the driving label maps";
+    $("driving-hint").textContent = "A video here is a colour-coded label video (Cityscapes colours); a " +
+      "prepared folder holds seg_maps/ (vid2vid prepare --label-colours, or vid2vid synth street).";
   }
   for (const index of info.builtin.identities) {
     const tile = document.createElement("label");
