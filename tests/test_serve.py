@@ -397,3 +397,39 @@ def test_an_unlabelled_reference_needs_the_detector(server, checkpoint):
     assert status["state"] == "failed"
     assert status["message"] == 'pose/face extraction needs MediaPipe: pip install "vid2vid[extract]"'
     assert uploads_left(worker) == []
+
+
+def test_face_model_renders_a_builtin_face(tmp_path):
+    from vid2vid.data.writer import write_synthetic
+    from vid2vid.train import load_train_config, train
+
+    write_synthetic("faces", tmp_path / "faces", sequences=2, frames=4, size=(64, 64), progress=False)
+    cfg = load_train_config("train_faces_cpu", data_root=str(tmp_path / "faces"))
+    cfg.schedule.iterations = 1
+    train(cfg, tmp_path / "run", progress=False)
+    (tmp_path / "work").mkdir()
+    worker = Worker(tmp_path / "run", tmp_path / "work", Limits(), device="cpu")
+    try:
+        with TestClient(make_app(worker)) as client:
+            info = client.get("/api/info").json()
+            assert info["task"] == "face" and info["label_file"] == "dlib-68 landmark JSON"
+            job = client.post("/api/jobs", data={"identity": "1001", "k": "2", "motion": "1002", "frames": "3"})
+            status = wait(client, job.json()["id"])
+            assert status["state"] == "done", status
+            assert frames_in(client.get(status["result"]).content) == (3, (64, 64))
+            assert len(status["references"]) == 2
+    finally:
+        worker.stop()
+
+
+def test_an_image_past_the_input_resolution_limit(checkpoint, tmp_path):
+    ckpt, root = checkpoint
+    worker = Worker(ckpt, tmp_path, Limits(max_input_resolution=40), device="cpu")
+    try:
+        with TestClient(make_app(worker)) as client:
+            status = wait(client, client.post("/api/jobs", data={"motion": "1000"},
+                                              files=reference_files(root, 1)).json()["id"])
+            assert status["state"] == "failed"
+            assert status["message"] == "00000.png: 48x48 is larger than this server takes (40 pixels a side at most)"
+    finally:
+        worker.stop()
