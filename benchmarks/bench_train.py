@@ -91,6 +91,7 @@ def main():
     parser.add_argument("--sizes", nargs="+", help="HxW (default 256x256 512x256, and 1024x512 on CUDA)")
     parser.add_argument("--frames", type=int, default=2, help="frames per clip (T)")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on a CPU (always on CUDA)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = args.sizes or (["256x256", "512x256", "1024x512"] if device.type == "cuda" else ["256x256", "512x256"])
@@ -102,6 +103,8 @@ def main():
     variants = [("fp32 eager", None)]
     if device.type == "cuda":
         variants.append(("bf16 autocast", pick_precision("auto", device)))
+    elif args.bf16:
+        variants.append(("bf16 autocast", torch.bfloat16))
     for kind in args.models:
         for size in sizes:
             h, w = (int(v) for v in size.split("x"))
