@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generator.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_fused_flow.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
