@@ -88,7 +88,8 @@ def server(tmp_path_factory):
                      "--first-index", "2000", "--quiet", *extra]) == 0
     yield url, info, root, process
     process.terminate()
-    process.wait(timeout=30)
+    # A clean exit, not death by the signal: the server removed its working folder on the way out.
+    assert process.wait(timeout=30) == 0, (root / "server.log").read_text()
     log.close()
 
 

@@ -20,6 +20,8 @@ import logging
 import queue
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -602,7 +604,11 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, lim
         worker = Worker(checkpoint, Path(work_dir), limits or Limits(), device, precision)
         print(f"vid2vid serve: {worker.info()['model']} from {checkpoint} on {worker.device}; "
               f"open http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again for the handler it found; the default
+        # one would end the process on the spot and leave the working folder behind.
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         try:
             uvicorn.run(make_app(worker), host=host, port=port, log_level="warning")
         finally:
+            signal.signal(signal.SIGTERM, previous)
             worker.stop()
