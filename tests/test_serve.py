@@ -261,6 +261,7 @@ def test_one_job_at_a_time_and_a_bounded_queue(server):
     assert client.get(f"/api/jobs/{third['id']}").json()["ahead"] == 2
     refused = client.post("/api/jobs", data=form)
     assert refused.status_code == 503 and "the queue is full" in refused.json()["error"]
+    assert len(list((worker.work_dir / "jobs").iterdir())) == 3  # the refused job left no folder
     gate.set()
     for job in (first, second, third):
         assert wait(client, job["id"])["state"] == "done"
@@ -433,3 +434,70 @@ def test_an_image_past_the_input_resolution_limit(checkpoint, tmp_path):
             assert status["message"] == "00000.png: 48x48 is larger than this server takes (40 pixels a side at most)"
     finally:
         worker.stop()
+
+
+def test_labelled_references_of_different_sizes(server, checkpoint, tmp_path):
+    from vid2vid.data.writer import write_synthetic
+
+    client, worker = server
+    write_synthetic("dancers", tmp_path / "big", sequences=1, frames=1, size=(64, 80), first_index=1003,
+                    progress=False)
+    big = tmp_path / "big" / "images" / "dancers1003" / "00000.png"
+    files = reference_files(checkpoint[1], 1) + [
+        ("references", ("wide.png", big.read_bytes(), "image/png")),
+        ("references", ("wide.json", (big.parents[2] / "poses-openpose" / "dancers1003" / "00000.json").read_bytes(),
+                        "application/json"))]
+    status = wait(client, client.post("/api/jobs", data={"motion": "1000", "frames": "2"}, files=files).json()["id"])
+    assert status["state"] == "done", status
+    assert len(status["references"]) == 2
+
+
+def test_other_sites_and_host_names_are_refused(checkpoint, tmp_path):
+    from vid2vid.serve import LOOPBACK_NAMES
+
+    worker = Worker(checkpoint[0], tmp_path, Limits(), device="cpu")
+    try:
+        with TestClient(make_app(worker, LOOPBACK_NAMES), base_url="http://127.0.0.1:8000") as client:
+            assert client.get("/api/info").status_code == 200
+            posted = client.post("/api/jobs", data={"identity": "1000", "motion": "1000"},
+                                 headers={"Origin": "https://evil.example"})
+            assert posted.status_code == 403 and "only taken from this page" in posted.json()["error"]
+            assert worker.jobs == {}
+        with TestClient(make_app(worker, LOOPBACK_NAMES), base_url="http://rebound.example:8000") as client:
+            assert client.get("/api/info").status_code == 400  # a name that was made to resolve to us
+    finally:
+        worker.stop()
+
+
+def test_stopping_drops_queued_jobs(checkpoint, tmp_path):
+    worker = Worker(checkpoint[0], tmp_path, Limits(), device="cpu")
+    gate = threading.Event()
+    render = worker._render
+
+    def held(job):
+        gate.wait(30)
+        render(job)
+
+    worker._render = held
+    with TestClient(make_app(worker)) as client:
+        ids = [client.post("/api/jobs", data={"identity": "1000", "motion": "1000", "frames": "20"}).json()["id"]
+               for _ in range(3)]
+        time.sleep(0.3)
+        gate.set()
+        started = time.time()
+        worker.stop()
+        assert time.time() - started < 20 and not worker.thread.is_alive()
+        states = [worker.jobs[i].state for i in ids]
+        assert states[1:] == ["failed", "failed"] and worker.jobs[ids[2]].message == "the server stopped"
+        assert uploads_left(worker) == []
+
+
+def test_a_folder_upload_with_clashing_names(server):
+    client, worker = server
+    files = [("driving_folder", ("data/x", b"1", "application/octet-stream")),
+             ("driving_folder", ("data/x/y", b"2", "application/octet-stream"))]
+    response = client.post("/api/jobs", data={"identity": "1000"}, files=files)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error == "data/x: File exists", error
+    assert uploads_left(worker) == []

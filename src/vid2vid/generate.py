@@ -81,7 +81,7 @@ def _prepared(source: Path, task: str, workdir: Path, name: str, max_frames: int
 
 
 def _reference_locations(paths: list[Path], task: str, workdir: Path) -> list[tuple[Path, str, str]]:
-    """(dataset root, sequence, frame) for each reference image; loose images are prepared together."""
+    """(dataset root, sequence, frame) for each reference image; loose images are prepared (labelled) here."""
     found, loose = [], []
     for path in paths:
         if not path.is_file():
@@ -91,16 +91,28 @@ def _reference_locations(paths: list[Path], task: str, workdir: Path) -> list[tu
         else:
             loose.append(path)
     if loose:
-        folder = workdir / "reference_images"
-        folder.mkdir()
+        from vid2vid.data.prepare import prepare
+
+        # One sequence per image: references may differ in size, and each is labelled on its own.
+        copies = []
         for i, path in enumerate(loose):
-            shutil.copy(path, folder / f"{i:05d}{path.suffix.lower()}")
-        root = _prepared(folder, task, workdir, "references")
-        names = {p.stem for p in (root / "images" / "reference_images").iterdir()}
-        for i, path in enumerate(loose):
-            if f"{i:05d}" not in names:
-                raise DataError(f"{path}: no {task} labels could be found in this reference image")
-            found.append((root, "reference_images", f"{i:05d}"))
+            copies.append(workdir / "reference_images" / f"{i:05d}")
+            copies[-1].mkdir(parents=True)
+            shutil.copy(path, copies[-1] / f"00000{path.suffix.lower()}")
+        root = workdir / "references"
+        try:
+            reports = prepare(copies, root, task, flow=False, progress=False)
+        except DataError as exc:
+            message = str(exc)
+            for copy, path in zip(copies, loose, strict=True):
+                message = message.replace(str(copy / f"00000{path.suffix.lower()}"), str(path))
+                message = message.replace(str(copy), str(path))
+            raise DataError(message) from None
+        for path, report in zip(loose, reports, strict=True):
+            if task != "street" and not report.labelled:
+                thing = "person" if task == "pose" else "face"
+                raise DataError(f"{path}: no {thing} was found in this reference image")
+            found.append((root, report.sequence, "00000"))
     return found
 
 

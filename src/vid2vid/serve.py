@@ -28,12 +28,15 @@ import time
 import traceback
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 
 from vid2vid.checkpoint import model_folder, read_model_info
+from vid2vid.cli import one_line
 from vid2vid.data import DataError
 from vid2vid.data.keypoints import MissingExtra
 from vid2vid.data.layout import MODALITIES, TASKS
@@ -71,6 +74,10 @@ class BadRequest(Exception):
 
 
 class QueueFull(BadRequest):
+    pass
+
+
+class ServerStopping(Exception):
     pass
 
 
@@ -131,6 +138,7 @@ class Worker:
         self.waiting: queue.Queue[Job | None] = queue.Queue()
         self.lock = threading.Lock()
         self.order: list[str] = []  # ids of queued jobs, oldest first
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vid2vid-serve-worker", daemon=True)
         self.thread.start()
 
@@ -161,11 +169,14 @@ class Worker:
                 sizes.append((h, w))
         return sizes or [tuple(self.data.size)]
 
+    def check_room(self) -> None:
+        if len(self.order) >= self.limits.max_queue:
+            raise QueueFull(f"the queue is full ({self.limits.max_queue} jobs waiting); try again later")
+
     def submit(self, job: Job) -> int:
         """Queue a job; the number of jobs ahead of it."""
         with self.lock:
-            if len(self.order) >= self.limits.max_queue:
-                raise QueueFull(f"the queue is full ({self.limits.max_queue} jobs waiting); try again later")
+            self.check_room()
             self.jobs[job.id] = job
             self.order.append(job.id)
             ahead = len(self.order) - 1 + any(j.state == "running" for j in self.jobs.values())
@@ -179,6 +190,8 @@ class Worker:
             return self.order.index(job.id) + any(j.state == "running" for j in self.jobs.values())
 
     def stop(self) -> None:
+        """End the running job at its next frame, drop the queued ones, and wait for the worker."""
+        self.stopping.set()
         self.waiting.put(None)
         self.thread.join(timeout=60)
 
@@ -187,14 +200,16 @@ class Worker:
             with self.lock:
                 self.order.remove(job.id)
                 job.state = "running"
+            if self.stopping.is_set():
+                shutil.rmtree(job.uploads, ignore_errors=True)
+                job.message, job.state = "the server stopped", "failed"
+                continue
             job.started = time.perf_counter()
             state, message = "failed", ""
             try:
                 self._render(job)
                 state = "done"
-            except (DataError, ValueError, OSError, MissingExtra, av.error.FFmpegError) as exc:
-                from vid2vid.cli import one_line
-
+            except (DataError, ValueError, OSError, MissingExtra, av.error.FFmpegError, ServerStopping) as exc:
                 message = job.readable(one_line(exc))
             except Exception:  # a bug of ours: the page gets one line, the server log the traceback
                 log.error("job %s failed:\n%s", job.id, traceback.format_exc())
@@ -216,7 +231,10 @@ class Worker:
         if job.driving.is_dir():
             check_label_type(job.driving, self.data.task)
         references = job.references
-        for path in references + ([job.driving] if job.driving.is_file() else []):
+        firsts = [] if job.driving.is_file() else [
+            min(folder.iterdir()) for folder in (job.driving / MODALITIES["images"].folder).iterdir()
+            if folder.is_dir() and any(folder.iterdir())]
+        for path in references + ([job.driving] if job.driving.is_file() else firsts):
             check_input_resolution(path, self.limits.max_input_resolution)
         for i, path in enumerate(references):
             write_image(job.folder / f"reference_{i}.png", read_image(path))
@@ -224,6 +242,8 @@ class Worker:
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total
             job.seconds = time.perf_counter() - job.started
+            if self.stopping.is_set():
+                raise ServerStopping("the server stopped")
 
         generate(self.checkpoint, job.driving, job.folder / "result.mp4", references, size=job.size,
                  max_frames=job.frames, device=str(self.device), precision=self.precision, progress=False,
@@ -246,16 +266,19 @@ class Builtin:
         self.lock = threading.Lock()
 
     def sequence(self, index: int, frames: int, size: tuple[int, int]) -> Path:
-        """A dataset folder with the one sequence of identity `index` doing its own motion."""
+        """A dataset folder with the one sequence of identity `index` doing its own motion, at least `frames`
+        long (frame t does not depend on the length, so a longer one serves shorter requests too)."""
         if index not in BUILTIN:
             raise BadRequest(f"no built-in sequence {index} (there are {BUILTIN[0]}..{BUILTIN[-1]})")
-        root = self.root / f"{self.kind}{index}_{size[0]}x{size[1]}_{frames}"
+        root = self.root / f"{self.kind}{index}_{size[0]}x{size[1]}"
         with self.lock:
-            if not root.is_dir():
-                tmp = Path(tempfile.mkdtemp(dir=self.root.parent, prefix=".builtin."))
-                write_synthetic(self.kind, tmp / "data", sequences=1, frames=frames, size=size, first_index=index,
-                                progress=False)
-                root.parent.mkdir(parents=True, exist_ok=True)
+            have = len(list((root / MODALITIES["images"].folder).glob("*/*"))) if root.is_dir() else 0
+            if have < frames:
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new."))
+                write_synthetic(self.kind, tmp / "data", sequences=1, frames=max(frames, BUILTIN_FRAMES),
+                                size=size, first_index=index, progress=False)
+                shutil.rmtree(root, ignore_errors=True)
                 (tmp / "data").rename(root)
                 shutil.rmtree(tmp)
         return root
@@ -263,7 +286,7 @@ class Builtin:
     def references(self, index: int, k: int, size: tuple[int, int]) -> list[Path]:
         """k frames of identity `index`, spread over its sequence."""
         root = self.sequence(index, BUILTIN_FRAMES, size)
-        frames = sorted((root / MODALITIES["images"].folder).glob("*/*"))
+        frames = sorted((root / MODALITIES["images"].folder).glob("*/*"))[:BUILTIN_FRAMES]
         step = max(1, len(frames) // k)
         return frames[::step][:k]
 
@@ -283,8 +306,15 @@ def check_label_type(root: Path, task: str) -> None:
 
 
 def check_input_resolution(path: Path, limit: int) -> None:
+    """Refuse an image or video larger than limit pixels a side, from its header (before decoding it)."""
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        height, width = read_image(path).shape[:2]
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError):
+            raise DataError(f"{path}: not a readable image") from None
     elif path.suffix.lower() in VIDEO_EXTENSIONS:
         try:
             with av.open(str(path)) as container:
@@ -339,8 +369,9 @@ def extract_dataset_zip(path: Path, limit_bytes: int) -> Path:
         target = path.with_name(path.name + ".contents")
         try:
             archive.extractall(target)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise DataError(f"{path}: cannot be unpacked ({exc})") from None
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error) as exc:
+            # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile does not know
+            raise DataError(f"{path}: cannot be unpacked ({one_line(exc)})") from None
     return find_dataset_root(target, path.name)
 
 
@@ -371,7 +402,7 @@ def parse_count(text: str, what: str, low: int, high: int) -> int:
     return value
 
 
-async def read_job_form(form, worker: Worker) -> Job:
+def read_job_form(form, worker: Worker) -> Job:
     """The fields: size (HxW, one of info's sizes), frames (at most max_frames);
     references: uploaded images (with label files named like them, optional) or identity (a built-in index)
     and k; driving: one file (a video or a .zip of a prepared folder), files with relative paths (a prepared
@@ -386,15 +417,16 @@ async def read_job_form(form, worker: Worker) -> Job:
     folder = worker.work_dir / "jobs" / job_id
     job = Job(job_id, folder, worker.few_shot, size, frames)
     job.uploads.mkdir(parents=True)
-    for folder_name in ("references/", "driving/", "labelled_references/images/references/", ""):
-        job.names[f"{job.uploads}/{folder_name}"] = ""
+    for folder_name in ("uploads/references/", "uploads/driving/", "uploads/labelled_references/images/references/",
+                        "uploads/", ""):
+        job.names[f"{folder}/{folder_name}"] = ""
     job.names[str(worker.builtin.root) + "/"] = "built-in data: "
     try:
         _read_references(form, worker, job)
         _read_driving(form, worker, job)
-    except DataError as exc:
+    except (DataError, OSError) as exc:  # OSError: a folder upload with a file and a folder of one name, say
         shutil.rmtree(folder, ignore_errors=True)
-        raise BadRequest(job.readable(str(exc))) from None
+        raise BadRequest(job.readable(one_line(exc))) from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -496,9 +528,16 @@ def _save_folder(uploads: list, folder: Path) -> Path:
 # The web application
 
 
-def make_app(worker: Worker):
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def make_app(worker: Worker, allowed_hosts: list[str] | None = None):
+    """allowed_hosts: the Host names requests may carry (a page of another site whose name was made to resolve
+    to this machine carries its own name); None takes any."""
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -511,7 +550,7 @@ def make_app(worker: Worker):
     async def info(request):
         return JSONResponse(worker.info())
 
-    async def builtin_picture(request):
+    def builtin_picture(request):  # synthesizes on first use: a plain function, run in a thread
         index = request.path_params["index"]
         try:
             path = worker.builtin.picture(index, tuple(worker.data.size))
@@ -520,12 +559,22 @@ def make_app(worker: Worker):
         return FileResponse(path)
 
     async def submit(request):
-        if int(request.headers.get("content-length") or 0) > max_bytes:
+        length = request.headers.get("content-length", "0")
+        if length.isdigit() and int(length) > max_bytes:
             return too_large()
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            # Another site's page posting here through the user's browser.
+            return JSONResponse({"error": f"jobs are only taken from this page, not from {origin}"}, status_code=403)
         try:
+            worker.check_room()  # before taking the upload in
             async with request.form(max_files=4096, max_fields=64) as form:
-                job = await read_job_form(form, worker)
+                job = await run_in_threadpool(read_job_form, form, worker)  # file copies: off the event loop
+            try:
                 ahead = worker.submit(job)
+            except QueueFull:  # filled up while this upload came in
+                shutil.rmtree(job.folder, ignore_errors=True)
+                raise
         except UploadTooLarge:
             return too_large()
         except QueueFull as exc:
@@ -534,6 +583,8 @@ def make_app(worker: Worker):
             return JSONResponse({"error": str(exc)}, status_code=400)
         except HTTPException as exc:  # a form the multipart parser refuses
             return JSONResponse({"error": f"the upload could not be read: {exc.detail}"}, status_code=400)
+        except ClientDisconnect:
+            return JSONResponse({"error": "the upload was broken off"}, status_code=400)
         return JSONResponse({**job.status(ahead)}, status_code=202)
 
     async def status(request):
@@ -553,7 +604,11 @@ def make_app(worker: Worker):
         return JSONResponse({"error": f"the upload is larger than this server takes "
                                       f"({worker.limits.max_upload_mb:g} MB)"}, status_code=413)
 
-    app = Starlette(routes=[
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    app = Starlette(middleware=middleware, routes=[
         Route("/", index),
         Route("/api/info", info),
         Route("/api/builtin/{index:int}.png", builtin_picture),
@@ -600,7 +655,7 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, lim
     except ImportError:
         raise MissingExtra("vid2vid serve needs the web extra: pip install 'vid2vid[web]'") from None
     checkpoint = Path(checkpoint)
-    with tempfile.TemporaryDirectory(prefix="vid2vid-serve-") as work_dir:
+    with tempfile.TemporaryDirectory(prefix="vid2vid-serve-", ignore_cleanup_errors=True) as work_dir:
         worker = Worker(checkpoint, Path(work_dir), limits or Limits(), device, precision)
         print(f"vid2vid serve: {worker.info()['model']} from {checkpoint} on {worker.device}; "
               f"open http://{host}:{port}/ (Ctrl-C stops)", flush=True)
@@ -608,7 +663,8 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, lim
         # one would end the process on the spot and leave the working folder behind.
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         try:
-            uvicorn.run(make_app(worker), host=host, port=port, log_level="warning")
+            hosts = LOOPBACK_NAMES if host in LOOPBACK_NAMES else None
+            uvicorn.run(make_app(worker, hosts), host=host, port=port, log_level="warning")
         finally:
             signal.signal(signal.SIGTERM, previous)
             worker.stop()

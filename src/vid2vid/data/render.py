@@ -638,9 +638,13 @@ def ids_from_colours(image: np.ndarray, source: str = "label image") -> np.ndarr
             colours.append(colour)
     palette = np.asarray(colours, dtype=np.float32)
     pixels = image.reshape(-1, 3).astype(np.float32)
-    distance = ((pixels[:, None, :] - palette[None]) ** 2).sum(-1)  # (pixels, colours)
-    nearest = distance.argmin(1)
-    off = np.sqrt(distance[np.arange(len(pixels)), nearest])
+    nearest = np.empty(len(pixels), dtype=np.int64)
+    off = np.empty(len(pixels), dtype=np.float32)
+    for start in range(0, len(pixels), 2**16):  # in chunks: (pixels, colours) distances of a 4K frame are GBs
+        chunk = pixels[start:start + 2**16]
+        distance = ((chunk[:, None, :] - palette[None]) ** 2).sum(-1)
+        nearest[start:start + len(chunk)] = distance.argmin(1)
+        off[start:start + len(chunk)] = np.sqrt(distance.min(1))
     if (off > LABEL_COLOUR_TOLERANCE).mean() > 0.05:
         raise DataError(f"{source}: {(off > LABEL_COLOUR_TOLERANCE).mean():.0%} of the pixels are no Cityscapes "
                         "label colour; a street model is driven by colour-coded label maps (or seg_maps)")

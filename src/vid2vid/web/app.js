@@ -29,6 +29,10 @@ async function load() {
     $("model").textContent = "The server does not answer.";
     return;
   }
+  if (info.error) {
+    $("model").textContent = `The server cannot describe its model: ${info.error}`;
+    return;
+  }
   const trained = info.trained_iterations ? `, trained ${info.trained_iterations} iterations` : "";
   $("model").textContent = `${info.model} (${info.task} labels) from ${info.checkpoint}${trained}; ` +
     `runs on ${info.device}.`;
