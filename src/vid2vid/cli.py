@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fps", type=positive_float, help="frames per second of the video (default: the source's, or 25)")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
     gen.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                     help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with bf16 instructions is "
-                          "about 2x faster, a little less exact")
+                     help="auto: bf16 autocast on CUDA for few-shot models, else fp32; bf16 on a CPU with bf16 "
+                          "instructions is about 2x faster, a little less exact")
     gen.add_argument("--compile", action="store_true",
                      help="torch.compile the frame step: minutes to build, then faster (for long videos)")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--max-queue", type=positive_int, default=8, help="most jobs waiting behind the running one")
     web.add_argument("--device", default="auto", help="auto, cpu or cuda")
     web.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                     help="auto: bf16 autocast on CUDA, fp32 on CPU")
+                     help="auto: bf16 autocast on CUDA for few-shot models, else fp32")
     web.set_defaults(run=cmd_serve)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")

@@ -162,8 +162,9 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              progress: bool = True, compile_model: bool = False, model: torch.nn.Module | None = None,
              labels_output: str | Path | None = None,
              on_frame: Callable[[int, int], None] | None = None) -> GenerateReport:
-    """precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, or bf16 (also on CPU: about twice as fast
-    where the CPU has bf16 instructions, ~41 dB from fp32; see benchmarks/RESULTS.md). compile_model runs
+    """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
+    about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
+    benchmarks/RESULTS.md). compile_model runs
     the frame step through torch.compile: minutes to build at full size on a CPU, then faster frames, the same
     to ~1e-5; it pays for long videos.
 
@@ -186,9 +187,11 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     torch_device = pick_device(device)
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    amp = pick_precision(precision, torch_device)
     if model is None:
         model = load_for_inference(checkpoint, torch_device)
+    # auto keeps vid2vid models in fp32: bf16 moved a full-size (random-weight) vid2vid generator's frames
+    # to 15.6 dB from fp32, the first frame alone to 23.5 dB (benchmarks/RESULTS.md); few-shot stays at 41 dB.
+    amp = None if precision == "auto" and not is_few_shot(model) else pick_precision(precision, torch_device)
     cfg = data_config_for(checkpoint, model, size)
     if is_few_shot(model) and not references:
         raise ValueError("a few-shot model needs --reference images of the person or scene to render")
