@@ -251,3 +251,22 @@ def test_street_labels_are_pictured_in_cityscapes_colours():
     one_hot = torch.from_numpy(segmentation_one_hot(ids, 35)).permute(2, 0, 1)[None]
     picture = ((label_picture(one_hot)[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
     assert (picture == colours_from_ids(ids)).all()
+
+
+def test_prepare_max_read_stops_reading_a_video_without_faces(tmp_path, monkeypatch):
+    """Frames without a face do not count toward max_frames; max_read bounds what is read all the same."""
+    from contextlib import contextmanager
+
+    from vid2vid.data import prepare as prepare_module
+
+    looked_at = []
+
+    @contextmanager
+    def finds_no_face(task, multi_person, label_colours=False):
+        yield lambda image, name: looked_at.append(name)  # None: no face, the frame is left out
+
+    monkeypatch.setattr(prepare_module, "label_extractor", finds_no_face)
+    write_video(tmp_path / "room.mp4", moving_frames(12))
+    report = prepare([tmp_path / "room.mp4"], tmp_path / "out", "face", flow=False, max_frames=3, max_read=5,
+                     progress=False)[0]
+    assert len(looked_at) == 5 and report.written == 0 and report.skipped_no_face == 5

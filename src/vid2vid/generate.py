@@ -72,7 +72,8 @@ def _prepared(source: Path, task: str, workdir: Path, name: str, max_frames: int
 
     root = workdir / name
     # A street model's video is a colour-coded label video: there is no segmentation network here.
-    reports = prepare([source], root, task, flow=False, max_frames=max_frames, label_colours=task == "street",
+    # max_read: the first max_frames frames of the video, so that a long one without a face is not read to its end.
+    reports = prepare([source], root, task, flow=False, max_read=max_frames, label_colours=task == "street",
                       progress=False)
     if task != "street" and not any(r.labelled for r in reports):
         thing = "person" if task == "pose" else "face"

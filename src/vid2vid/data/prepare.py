@@ -69,7 +69,10 @@ def sequence_name(source: Path) -> str:
 
 def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite: bool = False,
             extract_labels: bool = True, flow: bool = True, every: int = 1, max_frames: int | None = None,
-            multi_person: bool = False, label_colours: bool = False, progress: bool = True) -> list[PrepareReport]:
+            multi_person: bool = False, label_colours: bool = False, max_read: int | None = None,
+            progress: bool = True) -> list[PrepareReport]:
+    """max_frames counts frames written (a face video's frames without a face do not count); max_read stops
+    after that many frames of each input, written or not."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if every < 1:
@@ -95,7 +98,8 @@ def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite:
         for source, name in zip(sources, names, strict=True):
             reports.append(PrepareReport(name))
             with label_extractor(task, multi_person, label_colours) if extract_labels else no_labels() as labels_for:
-                _prepare_one(source, name, writer, labels_for, flow, every, max_frames, progress, reports[-1])
+                _prepare_one(source, name, writer, labels_for, flow, every, max_frames, max_read, progress,
+                             reports[-1])
     except BaseException as exc:
         # Bad input fails again on every run, so a folder this run started is removed; an interrupted or
         # out-of-space run keeps its frames for the next run to resume from.
@@ -111,13 +115,15 @@ def _check_source(source: Path) -> None:
 
 
 def _prepare_one(source: Path, name: str, writer: DatasetWriter, labels_for, flow: bool, every: int,
-                 max_frames: int | None, progress: bool, report: PrepareReport) -> None:
+                 max_frames: int | None, max_read: int | None, progress: bool, report: PrepareReport) -> None:
     total = video_info(source)[0] if is_video(source) else None
     previous = None  # the last frame that is in the dataset, for the teacher flow
     frames = read_frames(source)
     bar = tqdm(total=total, desc=f"prepare {name}", unit="frame", disable=not progress)
     with bar:
         for index, (frame_name, image) in enumerate(frames):
+            if max_read is not None and index >= max_read:
+                break
             bar.update(1)
             if index % every:
                 continue
