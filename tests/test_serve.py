@@ -73,6 +73,19 @@ def reference_files(root: Path, count: int = 2) -> list:
     return files
 
 
+def hold(worker: Worker) -> threading.Event:
+    """Make the worker wait before each job until the returned event is set."""
+    gate = threading.Event()
+    render = worker._render
+
+    def held(job):
+        gate.wait(30)
+        render(job)
+
+    worker._render = held
+    return gate
+
+
 def uploads_left(worker: Worker) -> list[Path]:
     return list((worker.work_dir / "jobs").glob("*/uploads"))
 
@@ -231,26 +244,23 @@ def test_bad_zips_fail_with_their_name(server, tmp_path, name, content, expected
     assert uploads_left(worker) == []
 
 
-def test_a_folder_that_is_not_a_dataset(server):
+@pytest.mark.parametrize("names, expected", [
+    (["holiday/a.jpg", "holiday/b.jpg"],
+     "holiday: not a prepared dataset folder (no images/ folder in it; see `vid2vid prepare`)"),
+    (["data/x", "data/x/y"], "data/x: File exists"),  # a file and a folder of one name
+])
+def test_refused_folder_uploads(server, names, expected):
     client, worker = server
-    files = [("driving_folder", ("holiday/a.jpg", b"x", "image/jpeg")),
-             ("driving_folder", ("holiday/b.jpg", b"y", "image/jpeg"))]
+    files = [("driving_folder", (name, b"x", "application/octet-stream")) for name in names]
     response = client.post("/api/jobs", data={"identity": "1000"}, files=files)
     assert response.status_code == 400
-    assert response.json()["error"].startswith("holiday: not a prepared dataset folder")
+    assert response.json()["error"] == expected
     assert uploads_left(worker) == []
 
 
 def test_one_job_at_a_time_and_a_bounded_queue(server):
     client, worker = server
-    gate = threading.Event()
-    render = worker._render
-
-    def held(job):
-        gate.wait(30)
-        render(job)
-
-    worker._render = held
+    gate = hold(worker)
     form = {"identity": "1000", "motion": "1000", "frames": "2"}
     first = client.post("/api/jobs", data=form).json()
     time.sleep(0.3)  # the worker takes the first job
@@ -471,14 +481,7 @@ def test_other_sites_and_host_names_are_refused(checkpoint, tmp_path):
 
 def test_stopping_drops_queued_jobs(checkpoint, tmp_path):
     worker = Worker(checkpoint[0], tmp_path, Limits(), device="cpu")
-    gate = threading.Event()
-    render = worker._render
-
-    def held(job):
-        gate.wait(30)
-        render(job)
-
-    worker._render = held
+    gate = hold(worker)
     with TestClient(make_app(worker)) as client:
         ids = [client.post("/api/jobs", data={"identity": "1000", "motion": "1000", "frames": "20"}).json()["id"]
                for _ in range(3)]
@@ -490,14 +493,3 @@ def test_stopping_drops_queued_jobs(checkpoint, tmp_path):
         states = [worker.jobs[i].state for i in ids]
         assert states[1:] == ["failed", "failed"] and worker.jobs[ids[2]].message == "the server stopped"
         assert uploads_left(worker) == []
-
-
-def test_a_folder_upload_with_clashing_names(server):
-    client, worker = server
-    files = [("driving_folder", ("data/x", b"1", "application/octet-stream")),
-             ("driving_folder", ("data/x/y", b"2", "application/octet-stream"))]
-    response = client.post("/api/jobs", data={"identity": "1000"}, files=files)
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error == "data/x: File exists", error
-    assert uploads_left(worker) == []

@@ -30,6 +30,7 @@ from vid2vid.step import References, is_few_shot, new_history, step
 from vid2vid.train import label_picture, pick_device, pick_precision
 
 TASK_BY_CHANNELS = {6: "pose", 1: "face"}
+LABEL_SUBJECT = {"pose": "person", "face": "face"}  # what a task's detector looks for
 
 
 @dataclass
@@ -76,8 +77,7 @@ def _prepared(source: Path, task: str, workdir: Path, name: str, max_frames: int
     reports = prepare([source], root, task, flow=False, max_read=max_frames, label_colours=task == "street",
                       progress=False)
     if task != "street" and not any(r.labelled for r in reports):
-        thing = "person" if task == "pose" else "face"
-        raise DataError(f"{source}: no {thing} was found in any frame")
+        raise DataError(f"{source}: no {LABEL_SUBJECT[task]} was found in any frame")
     return root
 
 
@@ -111,8 +111,7 @@ def _reference_locations(paths: list[Path], task: str, workdir: Path) -> list[tu
             raise DataError(message) from None
         for path, report in zip(loose, reports, strict=True):
             if task != "street" and not report.labelled:
-                thing = "person" if task == "pose" else "face"
-                raise DataError(f"{path}: no {thing} was found in this reference image")
+                raise DataError(f"{path}: no {LABEL_SUBJECT[task]} was found in this reference image")
             found.append((root, report.sequence, "00000"))
     return found
 

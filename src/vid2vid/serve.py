@@ -130,9 +130,9 @@ class Worker:
                  precision: str = "auto"):
         self.checkpoint, self.work_dir, self.limits = model_folder(checkpoint), work_dir, limits
         self.device, self.precision = pick_device(device), precision
-        self.model = load_for_inference(checkpoint, self.device)
+        self.model = load_for_inference(self.checkpoint, self.device)
         self.few_shot = is_few_shot(self.model)
-        self.data = data_config_for(checkpoint, self.model, None)
+        self.data = data_config_for(self.checkpoint, self.model, None)
         self.builtin = Builtin(work_dir / "builtin", self.data.task)
         self.jobs: dict[str, Job] = {}
         self.waiting: queue.Queue[Job | None] = queue.Queue()
