@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_generator.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_fused_flow.py
+	$(PY) benchmarks/bench_reference_cache.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

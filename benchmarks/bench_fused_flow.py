@@ -7,29 +7,13 @@ the reference and the previous output) as one batch of two, against two calls of
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from common import best_time, machine_name  # benchmarks/ is on the path when run as a script
 
 from vid2vid.config import find_config, read_yaml_mapping
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
 from vid2vid.nn.blocks import fold_spectral_norm
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def best_time(call, device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        call()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -40,8 +24,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = FewShotConfig.from_dict(read_yaml_mapping(find_config("fs_vid2vid_dancing"))["generator"])
     flow = fold_spectral_norm(FewShotGenerator(cfg).to(device).eval()).flow_network_ref
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# {name}, torch {torch.__version__}")
+    print(f"# {machine_name(device)}, torch {torch.__version__}")
     print("| size (HxW) | two calls, batch 1 (s) | one call, batch 2 (s) | ratio | max diff |")
     print("|---|---|---|---|---|")
     for size in args.sizes:

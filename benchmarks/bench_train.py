@@ -15,7 +15,7 @@ import resource
 import time
 
 import torch
-from bench_generator import cpu_name  # benchmarks/ is on the path when run as a script
+from common import machine_name  # benchmarks/ is on the path when run as a script
 
 from vid2vid.train import (
     Discriminators,
@@ -95,8 +95,7 @@ def main():
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = args.sizes or (["256x256", "512x256", "1024x512"] if device.type == "cuda" else ["256x256", "512x256"])
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else cpu_name()
-    print(f"# {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
+    print(f"# {machine_name(device)}, torch {torch.__version__}; "
           f"T = {args.frames}, batch 1, K = 1")
     print("| model | size (HxW) | variant | iterations/s | ratio to fp32 | peak memory (GiB) | G parameters |")
     print("|---|---|---|---|---|---|---|")

@@ -67,14 +67,51 @@ def test_eval_k1_reuses_first_frame_weights_until_reset(tiny_generator):
             g.reset()
             fresh = g(**inputs).fake_images  # nothing cached: computed from these references
             assert spy.call_count == 2
-            g(**dict(inputs, ref_images=inputs["ref_images"] + 0.5))  # same sequence: cached weights
+            g(**inputs)  # the same references again: cached weights
             assert spy.call_count == 2
-            g(**few_shot_inputs(g.cfg, k=2))  # K > 1 always recomputes
+            g(**dict(inputs, ref_images=inputs["ref_images"] + 0.5))  # other references: new weights
             assert spy.call_count == 3
+            g(**few_shot_inputs(g.cfg, k=2))
+            assert spy.call_count == 4
             g.train()
             g(**inputs)
-            assert spy.call_count == 4
+            assert spy.call_count == 5
     assert torch.allclose(cached, fresh, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_eval_encodes_references_once_per_sequence(tiny_generator, k):
+    """Streaming frames reuse the first frame's reference encoding and make exactly what fresh encoding makes;
+    new or changed references are encoded again."""
+    g = tiny_generator
+    inputs = few_shot_inputs(g.cfg, k=k)
+    labels = [torch.rand_like(inputs["label"]) * 2 - 1 for _ in range(3)]
+    wg = g.weight_generator
+    with mock.patch.object(wg, "encode_references", wraps=wg.encode_references) as spy, torch.no_grad():
+        g.reset()
+        g(**first_frame(inputs))
+        streamed = [g(**dict(inputs, label=label)).fake_images for label in labels]
+        assert spy.call_count == 1
+        fresh = []
+        for label in labels:
+            g.reset()
+            fresh.append(g(**dict(inputs, label=label)).fake_images)
+        assert spy.call_count == 1 + len(labels)
+        g(**dict(inputs, ref_images=inputs["ref_images"].clone()))  # equal values, another tensor
+        assert spy.call_count == 2 + len(labels)
+        inputs["ref_images"][:, 0].mul_(0.5)  # changed in place
+        changed = g(**inputs).fake_images
+        assert spy.call_count == 3 + len(labels)
+        g.reset()
+        assert torch.equal(changed, g(**inputs).fake_images)
+    for a, b in zip(streamed, fresh, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(streamed[0], streamed[1])  # the labels differ, so must the frames
+
+
+def test_attention_level_must_be_an_encoder_level():
+    with pytest.raises(ValueError, match="attention_downsamples"):
+        tiny_few_shot_config(attention_downsamples=9)
 
 
 def test_pose_labels_lose_face_parts_except_in_references():

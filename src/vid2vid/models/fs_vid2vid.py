@@ -68,6 +68,9 @@ class FewShotConfig(Settings):
         for i in range(self.num_generated_layers):
             if ch[i + 1] < ch[i]:
                 raise ValueError("generated layers need non-decreasing widths")
+        if self.attention and not 1 <= self.attention_downsamples <= self.num_downsamples:
+            raise ValueError(f"attention_downsamples must be in 1..num_downsamples ({self.num_downsamples}), "
+                             f"got {self.attention_downsamples}")
 
     @property
     def channels(self) -> list[int]:
@@ -147,14 +150,17 @@ class ReferenceAttention(nn.Module):
         self.query = encoder()
         self.key = encoder()
 
-    def forward(self, label: torch.Tensor, ref_labels: torch.Tensor, k: int) -> torch.Tensor:
-        """label (B, C, H, W), ref_labels (B*K, C, H, W) -> attention (B, K*h*w, h*w), summing to
-        one over the K*h*w reference positions for every target position."""
+    def keys(self, ref_labels: torch.Tensor, k: int) -> torch.Tensor:
+        """ref_labels (B*K, C, H, W) -> keys (B, K*h*w, c), the same for every frame of a sequence."""
         key = self.key(ref_labels)
         bk, c, h, w = key.shape
-        key = key.view(bk // k, k, c, h * w).permute(0, 1, 3, 2).reshape(bk // k, k * h * w, c)
+        return key.view(bk // k, k, c, h * w).permute(0, 1, 3, 2).reshape(bk // k, k * h * w, c)
+
+    def forward(self, label: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """label (B, C, H, W), keys (B, K*h*w, c) -> attention (B, K*h*w, h*w), summing to
+        one over the K*h*w reference positions for every target position."""
         query = self.query(label).flatten(2)  # (B, c, h*w)
-        return torch.softmax(torch.bmm(key, query), dim=1)
+        return torch.softmax(torch.bmm(keys, query), dim=1)
 
 
 def merge_references(features: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
@@ -223,11 +229,10 @@ class WeightGenerator(nn.Module):
     def reset(self):
         self.cached = None
 
-    def encode_references(self, ref_images: torch.Tensor, ref_labels: torch.Tensor, label: torch.Tensor):
-        """Returns bottleneck (B, C, h, w), per-level (B, rows, features) inputs of the weight
-        MLPs (finest first; None at level 0, which no MLP reads), attention per reference
-        (B, K, H/4, W/4) and ref_idx, or Nones for K = 1."""
-        b, k = ref_images.shape[:2]
+    def encode_references(self, ref_images: torch.Tensor, ref_labels: torch.Tensor) -> tuple:
+        """What does not depend on the target label: each of the K references through the encoders up to
+        the attention level, and the attention keys; for K = 1, through all levels (keys None)."""
+        k = ref_images.shape[1]
         if k > 1 and not self.cfg.attention:
             raise ValueError(f"this generator was built for one reference image (no attention), got K={k}")
         images = ref_images.flatten(0, 1)
@@ -235,19 +240,32 @@ class WeightGenerator(nn.Module):
         enc_i, enc_l = self.image_encoder, getattr(self, "label_encoder", None)
         x = enc_i.first(images if self.mul_labels else torch.cat([images, labels], dim=1))
         x_label = enc_l.first(labels) if self.mul_labels else None
-        attention_map = ref_idx = None
-        for i in range(self.cfg.num_downsamples):
+        for i in range(self.cfg.attention_downsamples if k > 1 else self.cfg.num_downsamples):
             x = enc_i.down[i](x)
             if self.mul_labels:
                 x_label = enc_l.down[i](x_label)
-            if k > 1 and i == self.cfg.attention_downsamples - 1:
-                attention = self.attention(label, labels, k)  # (B, K*h*w, h*w)
-                x = merge_references(x, attention, k)
+        keys = self.attention.keys(labels, k) if k > 1 else None
+        return x, x_label, keys
+
+    def attend(self, encoded: tuple, label: torch.Tensor, k: int):
+        """Finish encoding for this target label. Returns bottleneck (B, C, h, w), per-level (B, rows,
+        features) inputs of the weight MLPs (finest first; None at level 0, which no MLP reads),
+        attention per reference (B, K, H/4, W/4) and ref_idx, or Nones for K = 1."""
+        x, x_label, keys = encoded
+        enc_i, enc_l = self.image_encoder, getattr(self, "label_encoder", None)
+        attention_map = ref_idx = None
+        if k > 1:
+            attention = self.attention(label, keys)  # (B, K*h*w, h*w)
+            x = merge_references(x, attention, k)
+            if self.mul_labels:
+                x_label = merge_references(x_label, attention, k)
+            b, (h, w) = x.shape[0], x.shape[-2:]
+            attention_map = attention.view(b, k, h * w, h * w).sum(2).view(b, k, h, w)
+            ref_idx = attention.view(b, k, -1).sum(2).argmax(dim=1)
+            for i in range(self.cfg.attention_downsamples, self.cfg.num_downsamples):
+                x = enc_i.down[i](x)
                 if self.mul_labels:
-                    x_label = merge_references(x_label, attention, k)
-                h, w = x.shape[-2:]
-                attention_map = attention.view(b, k, h * w, h * w).sum(2).view(b, k, h, w)
-                ref_idx = attention.view(b, k, -1).sum(2).argmax(dim=1)
+                    x_label = enc_l.down[i](x_label)
 
         # Level i feeds the weights of decoder level i - 1, so the finest level (whose reducer
         # up[0] exists only to match the reference's parameters) is never needed.
@@ -285,19 +303,31 @@ class WeightGenerator(nn.Module):
             ))
         return embed_weights, spade_weights
 
-    def forward(self, ref_images, ref_labels, label, is_first_frame: bool):
-        k = ref_images.shape[1]
-        x, mlp_inputs, attention_map, ref_idx = self.encode_references(ref_images, ref_labels, label)
-        # The reference reuses the weights of the first frame in eval mode when K = 1.
-        if self.training or is_first_frame or k > 1 or self.cached is None:
-            weights = self.generate_weights(mlp_inputs)
-            if not self.training:
-                self.cached = weights
+    def forward(self, ref_images, ref_labels, label, reuse: bool):
+        """reuse: these are the references of the previous call, in eval mode, so their encoding is kept.
+        With K = 1 nothing else depends on the target label either: the bottleneck and weights are kept too."""
+        if self.training or not reuse or self.cached is None:
+            encoded, constant = self.encode_references(ref_images, ref_labels), None
         else:
-            weights = self.cached
+            encoded, constant = self.cached
+        if constant is None:
+            k = ref_images.shape[1]
+            x, mlp_inputs, attention_map, ref_idx = self.attend(encoded, label, k)
+            weights = self.generate_weights(mlp_inputs)
+            if k == 1:
+                constant = (x, weights)
+        else:
+            (x, weights), attention_map, ref_idx = constant, None, None
+        if not self.training:
+            self.cached = (encoded, constant)
         embed_weights, spade_weights = weights
         label_levels = self.label_embedding(label, embed_weights)
         return x, label_levels, spade_weights, attention_map, ref_idx
+
+
+def version(tensor: torch.Tensor) -> int | None:
+    """How often the tensor was changed in place, or None where torch does not count (inference tensors)."""
+    return None if tensor.is_inference() else tensor._version
 
 
 class FewShotGenerator(nn.Module):
@@ -306,6 +336,9 @@ class FewShotGenerator(nn.Module):
     label (B, C, H, W); ref_labels (B, K, C, H, W); ref_images (B, K, 3, H, W); prev_labels
     (B, T, C, H, W) and prev_images (B, T, 3, H, W), oldest first, or None for the first frame.
     K is taken from the input. H and W must be multiples of 2^num_downsamples.
+
+    In eval mode the references are encoded on a sequence's first frame and reused while the same
+    reference tensors come back unchanged; `reset()` forgets them (do it after changing the weights).
     """
 
     def __init__(self, cfg: FewShotConfig):
@@ -342,10 +375,26 @@ class FewShotGenerator(nn.Module):
         self.flow_network_prev = self.flow_network_ref if share_flow else flow_network(cfg.num_prev_frames + 1)
         share_embedding = cfg.warp_reference and not cfg.separate_prev_embedding
         self.prev_image_embedding = self.ref_image_embedding if share_embedding else warped_embedding()
+        self.reset()
 
     def reset(self):
-        """Start a new sequence: forget the weights cached from the previous one."""
+        """Start a new sequence: forget the reference encoding and weights cached from the previous one."""
         self.weight_generator.reset()
+        self.cached_references = None
+
+    def train(self, mode: bool = True):
+        self.reset()  # the cache was made with weights that training is about to change
+        return super().train(mode)
+
+    @torch.compiler.disable
+    def same_references(self, ref_labels: torch.Tensor, ref_images: torch.Tensor) -> bool:
+        """Whether these tensors, unchanged in place, are the references of the previous call; remembers them.
+        Outside torch.compile: identity and version counters are Python-side facts. Tensors made under
+        torch.inference_mode have no version counter; for them identity alone decides."""
+        seen = self.cached_references
+        now = (ref_labels, ref_images, version(ref_labels), version(ref_images))
+        self.cached_references = now
+        return seen is not None and seen[0] is now[0] and seen[1] is now[1] and seen[2:] == now[2:]
 
     def prepare_labels(self, labels: torch.Tensor | None, is_reference: bool) -> torch.Tensor | None:
         if labels is None or self.cfg.pose_type is None:
@@ -360,13 +409,13 @@ class FewShotGenerator(nn.Module):
                 prev_labels: torch.Tensor | None = None, prev_images: torch.Tensor | None = None) -> FrameOutput:
         cfg = self.cfg
         self.check_inputs(label, ref_labels, ref_images, prev_labels, prev_images)
-        is_first_frame = prev_labels is None
+        reuse = not self.training and self.same_references(ref_labels, ref_images) and prev_labels is not None
         label = self.prepare_labels(label, is_reference=False)
         prev_labels = self.prepare_labels(prev_labels, is_reference=False)
         ref_labels = self.prepare_labels(ref_labels, is_reference=True)
 
         x, label_levels, spade_weights, attention_map, ref_idx = self.weight_generator(
-            ref_images, ref_labels, label, is_first_frame)
+            ref_images, ref_labels, label, reuse)
 
         flows, masks, warped, warp_conds = [None, None], [None, None], [None, None], [None, None]
         if cfg.warp_reference:
