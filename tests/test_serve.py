@@ -17,7 +17,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx2")
 from starlette.testclient import TestClient  # noqa: E402
 
-from vid2vid.serve import Limits, Worker, make_app  # noqa: E402
+from vid2vid.serve import BUILTIN_FRAMES, Builtin, Limits, Worker, make_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,20 @@ def test_info_describes_the_model(server):
     assert client.get("/static/app.js").status_code == 200
     picture = client.get(f"/api/builtin/{info['builtin']['identities'][0]}.png")
     assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+
+
+def test_a_longer_builtin_sequence_leaves_the_shorter_one_in_place(tmp_path):
+    """A job asking for more frames must not delete the folder a thumbnail or another job is reading."""
+    builtin = Builtin(tmp_path, "pose")
+    short = builtin.sequence(1000, 4, (32, 32))
+    picture = builtin.picture(1000, (32, 32))
+    assert picture.is_relative_to(short)
+    long = builtin.sequence(1000, BUILTIN_FRAMES + 3, (32, 32))
+    assert long != short and picture.is_file()
+    assert len(list((long / "images").glob("*/*"))) == BUILTIN_FRAMES + 3
+    assert builtin.sequence(1000, 5, (32, 32)) == short  # the first long enough
+    assert builtin.sequence(1000, BUILTIN_FRAMES + 1, (32, 32)) == long
+    assert not list(tmp_path.glob(".new.*"))
 
 
 def test_builtin_identity_and_motion_make_a_video(server):

@@ -264,24 +264,31 @@ class Builtin:
     def __init__(self, root: Path, task: str):
         self.root, self.kind = root, SYNTHETIC_KIND[task]
         self.lock = threading.Lock()
+        self.made: dict[tuple[int, tuple[int, int]], list[tuple[int, Path]]] = {}  # -> (frames, folder)
 
     def sequence(self, index: int, frames: int, size: tuple[int, int]) -> Path:
         """A dataset folder with the one sequence of identity `index` doing its own motion, at least `frames`
-        long (frame t does not depend on the length, so a longer one serves shorter requests too)."""
+        long (frame t does not depend on the length, so a longer one serves shorter requests too). A longer
+        request makes a new folder beside the old ones, which may be in use by a job or a thumbnail."""
         if index not in BUILTIN:
             raise BadRequest(f"no built-in sequence {index} (there are {BUILTIN[0]}..{BUILTIN[-1]})")
-        root = self.root / f"{self.kind}{index}_{size[0]}x{size[1]}"
         with self.lock:
-            have = len(list((root / MODALITIES["images"].folder).glob("*/*"))) if root.is_dir() else 0
-            if have < frames:
-                self.root.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new."))
-                write_synthetic(self.kind, tmp / "data", sequences=1, frames=max(frames, BUILTIN_FRAMES),
-                                size=size, first_index=index, progress=False)
-                shutil.rmtree(root, ignore_errors=True)
-                (tmp / "data").rename(root)
-                shutil.rmtree(tmp)
-        return root
+            made = self.made.setdefault((index, size), [])
+            for length, folder in made:
+                if length >= frames:
+                    return folder
+            length = max(frames, BUILTIN_FRAMES)
+            folder = self.root / f"{self.kind}{index}_{size[0]}x{size[1]}_{length}"
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".new."))
+            try:
+                write_synthetic(self.kind, tmp / "data", sequences=1, frames=length, size=size, first_index=index,
+                                progress=False)
+                (tmp / "data").rename(folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            made.append((length, folder))
+        return folder
 
     def references(self, index: int, k: int, size: tuple[int, int]) -> list[Path]:
         """k frames of identity `index`, spread over its sequence."""
