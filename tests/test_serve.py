@@ -118,6 +118,29 @@ def test_a_longer_builtin_sequence_leaves_the_shorter_one_in_place(tmp_path):
     assert not list(tmp_path.glob(".new.*"))
 
 
+def test_compiled_worker_renders_what_the_eager_one_does(checkpoint, tmp_path):
+    """serve --compile: the worker's model runs through torch.compile and its frames match eager ones."""
+    frames = {}
+    for name, compiled in (("eager", False), ("compiled", True)):
+        work = tmp_path / name
+        work.mkdir()
+        worker = Worker(checkpoint[0], work, Limits(max_frames=20), device="cpu", compile_model=compiled)
+        try:
+            with TestClient(make_app(worker)) as client:
+                assert client.get("/api/info").json()["compiled"] is compiled
+                job = client.post("/api/jobs", data={"identity": "1000", "k": "1", "motion": "1001", "frames": "3",
+                                                     "size": "32x32"}).json()["id"]
+                status = wait(client, job, timeout=300)
+                assert status["state"] == "done", status
+                with av.open(io.BytesIO(client.get(status["result"]).content)) as container:
+                    frames[name] = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+        finally:
+            worker.stop()
+    assert len(frames["compiled"]) == 3
+    for a, b in zip(frames["compiled"], frames["eager"], strict=True):
+        assert np.abs(a - b).max() <= 1
+
+
 def test_builtin_identity_and_motion_make_a_video(server):
     client, worker = server
     response = client.post("/api/jobs", data={"identity": "1000", "k": "2", "motion": "1001", "frames": "7",

@@ -168,7 +168,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_resolution=args.max_resolution,
                     max_input_resolution=args.max_input_resolution, max_references=args.max_references,
                     max_queue=args.max_queue)
-    serve(args.checkpoint, args.host, args.port, limits, device=args.device, precision=args.precision)
+    serve(args.checkpoint, args.host, args.port, limits, device=args.device, precision=args.precision,
+          compile_model=args.compile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--device", default="auto", help="auto, cpu or cuda")
     web.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                      help="auto: bf16 autocast on CUDA for few-shot models, else fp32")
+    web.add_argument("--compile", action="store_true",
+                     help="run the frame step through torch.compile: the first job at each size waits for it")
     web.set_defaults(run=cmd_serve)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")

@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import av
+import torch
 
 from vid2vid.checkpoint import model_folder, read_model_info
 from vid2vid.cli import one_line
@@ -43,7 +44,7 @@ from vid2vid.data.layout import MODALITIES, TASKS
 from vid2vid.data.video import VIDEO_EXTENSIONS, read_image, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.generate import data_config_for, generate, load_for_inference
-from vid2vid.step import is_few_shot
+from vid2vid.step import is_few_shot, unwrap
 from vid2vid.train import pick_device
 
 log = logging.getLogger("vid2vid.serve")
@@ -127,10 +128,12 @@ class Worker:
     """Renders jobs one at a time, in the order they came, with one loaded model."""
 
     def __init__(self, checkpoint: Path, work_dir: Path, limits: Limits, device: str = "auto",
-                 precision: str = "auto"):
+                 precision: str = "auto", compile_model: bool = False):
         self.checkpoint, self.work_dir, self.limits = model_folder(checkpoint), work_dir, limits
         self.device, self.precision = pick_device(device), precision
         self.model = load_for_inference(self.checkpoint, self.device)
+        if compile_model:  # once for the server's life: each new frame size or K compiles on its first job
+            self.model = torch.compile(self.model)
         self.few_shot = is_few_shot(self.model)
         self.data = data_config_for(self.checkpoint, self.model, None)
         self.builtin = Builtin(work_dir / "builtin", self.data.task)
@@ -147,7 +150,7 @@ class Worker:
         return {
             "model": "few-shot vid2vid" if self.few_shot else "vid2vid", "few_shot": self.few_shot,
             "checkpoint": "/".join(self.checkpoint.resolve().parts[-3:]), "task": self.data.task,
-            "device": str(self.device),
+            "device": str(self.device), "compiled": self.model is not unwrap(self.model),
             "size": list(self.data.size), "sizes": [list(s) for s in self.sizes()],
             "builtin": {"identities": list(BUILTIN) if self.few_shot else [], "motions": list(BUILTIN)},
             "limits": {"max_upload_mb": self.limits.max_upload_mb, "max_frames": self.limits.max_frames,
@@ -655,7 +658,7 @@ class BodyLimit:
 
 
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          device: str = "auto", precision: str = "auto") -> None:
+          device: str = "auto", precision: str = "auto", compile_model: bool = False) -> None:
     """Run the web app until interrupted; its working folder is removed at the end."""
     try:
         import uvicorn
@@ -663,7 +666,7 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, lim
         raise MissingExtra("vid2vid serve needs the web extra: pip install 'vid2vid[web]'") from None
     checkpoint = Path(checkpoint)
     with tempfile.TemporaryDirectory(prefix="vid2vid-serve-", ignore_cleanup_errors=True) as work_dir:
-        worker = Worker(checkpoint, Path(work_dir), limits or Limits(), device, precision)
+        worker = Worker(checkpoint, Path(work_dir), limits or Limits(), device, precision, compile_model)
         print(f"vid2vid serve: {worker.info()['model']} from {checkpoint} on {worker.device}; "
               f"open http://{host}:{port}/ (Ctrl-C stops)", flush=True)
         # uvicorn shuts down gracefully on SIGTERM, then raises it again for the handler it found; the default
