@@ -12,7 +12,9 @@ out="${OUT:-benchmarks/gpu_out}"
 mkdir -p "$out"
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" \
     || exit 1
-python3 -c "import av, cv2, safetensors, yaml, tqdm" || { echo "missing dependencies: pip install -e . (or carry wheels)"; exit 1; }
+python3 -c "import numpy, safetensors, yaml" || { echo "missing dependencies: pip install -e ."; exit 1; }
+# Only the training benchmark reads video code (PyAV, OpenCV); without them it fails alone.
+python3 -c "import av, cv2" || echo "no PyAV or OpenCV: the training benchmark will fail (pip install av opencv-python-headless)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/machine.txt"
 
 # Each step has its own limit, so that one slow compile cannot take the rest of the run with it.
