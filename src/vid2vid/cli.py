@@ -161,9 +161,9 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from vid2vid.serve import Limits, serve
+    from vid2vid.serve import LOOPBACK_NAMES, Limits, serve
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK_NAMES:
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the page", file=sys.stderr)
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_resolution=args.max_resolution,
                     max_input_resolution=args.max_input_resolution, max_references=args.max_references,

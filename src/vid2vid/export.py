@@ -20,7 +20,7 @@ import torch
 from vid2vid.checkpoint import model_kind
 from vid2vid.files import check_output_folder, replace_folder
 from vid2vid.generate import data_config_for, load_for_inference
-from vid2vid.step import is_few_shot
+from vid2vid.step import is_few_shot, size_multiple
 
 
 class FrameStep(torch.nn.Module):
@@ -68,7 +68,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, size: tuple[int, int] |
     model = load_for_inference(checkpoint, torch.device("cpu"))
     if size is None:
         size = tuple(data_config_for(checkpoint, model, None).size)
-    step_size = 2 ** (model.cfg.num_downsamples if is_few_shot(model) else model.cfg.num_layers)
+    step_size = size_multiple(model)
     if size[0] % step_size or size[1] % step_size:
         raise ValueError(f"size {size[0]}x{size[1]} must be a multiple of {step_size} for this model")
     if is_few_shot(model) and k > 1 and not model.cfg.attention:

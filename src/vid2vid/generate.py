@@ -26,7 +26,7 @@ from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import MODALITIES, scan
 from vid2vid.data.video import VideoWriter, is_video, video_info, write_image
 from vid2vid.nn.blocks import fold_spectral_norm
-from vid2vid.step import References, is_few_shot, new_history, step
+from vid2vid.step import References, is_few_shot, new_history, size_multiple, step
 from vid2vid.train import label_picture, pick_device, pick_precision
 
 TASK_BY_CHANNELS = {6: "pose", 1: "face"}
@@ -52,7 +52,7 @@ def data_config_for(checkpoint: str | Path, model, size: tuple[int, int] | None)
         values.setdefault("crop", "resize")
         values["num_classes"] = model.cfg.label_channels - int(values.get("instance_boundaries", False))
     cfg = DataConfig.from_dict(values)
-    step_size = 2 ** (model.cfg.num_downsamples if is_few_shot(model) else model.cfg.num_layers)
+    step_size = size_multiple(model)
     if cfg.size[0] % step_size or cfg.size[1] % step_size:
         raise ValueError(f"output size {cfg.size[0]}x{cfg.size[1]} must be a multiple of {step_size} for this model")
     return cfg
@@ -210,7 +210,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         refs = load_references(_reference_locations([Path(r) for r in references], cfg.task, workdir), cfg) \
             if references else None
         if fps is None:
-            fps = video_info(driving)[1] if is_video(driving) else 25.0
+            fps = video_info(driving).fps if is_video(driving) else 25.0
         frames_tmp = None
         if frames_dir is not None:
             frames_dir.parent.mkdir(parents=True, exist_ok=True)

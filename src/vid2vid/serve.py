@@ -41,10 +41,10 @@ from vid2vid.cli import one_line
 from vid2vid.data import DataError
 from vid2vid.data.keypoints import MissingExtra
 from vid2vid.data.layout import MODALITIES, TASKS
-from vid2vid.data.video import VIDEO_EXTENSIONS, read_image, write_image
+from vid2vid.data.video import VIDEO_EXTENSIONS, read_image, video_info, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.generate import data_config_for, generate, load_for_inference
-from vid2vid.step import is_few_shot, unwrap
+from vid2vid.step import is_few_shot, size_multiple, unwrap
 from vid2vid.train import pick_device
 
 log = logging.getLogger("vid2vid.serve")
@@ -164,7 +164,7 @@ class Worker:
     def sizes(self) -> list[tuple[int, int]]:
         """The output sizes offered: the trained size, halved and doubled where the model and limits allow."""
         height, width = self.data.size
-        multiple = 2 ** (self.model.cfg.num_downsamples if self.few_shot else self.model.cfg.num_layers)
+        multiple = size_multiple(self.model)
         sizes = []
         for scale in (0.5, 1, 2):
             h, w = int(height * scale), int(width * scale)
@@ -326,12 +326,8 @@ def check_input_resolution(path: Path, limit: int) -> None:
         except (UnidentifiedImageError, OSError):
             raise DataError(f"{path}: not a readable image") from None
     elif path.suffix.lower() in VIDEO_EXTENSIONS:
-        try:
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                height, width = stream.height, stream.width
-        except (av.error.FFmpegError, IndexError) as exc:
-            raise DataError(f"{path}: not a readable video ({type(exc).__name__})") from None
+        header = video_info(path)
+        height, width = header.height, header.width
     else:
         return
     if max(height, width) > limit:

@@ -46,6 +46,12 @@ def is_few_shot(generator: torch.nn.Module) -> bool:
     return isinstance(unwrap(generator), FewShotGenerator)
 
 
+def size_multiple(generator: torch.nn.Module) -> int:
+    """Frame heights and widths must be multiples of this: the generator halves them this many times."""
+    cfg = unwrap(generator).cfg
+    return 2 ** (cfg.num_downsamples if is_few_shot(generator) else cfg.num_layers)
+
+
 def new_history(generator: torch.nn.Module) -> History:
     return History(unwrap(generator).cfg.num_prev_frames)
 

@@ -116,7 +116,7 @@ def _check_source(source: Path) -> None:
 
 def _prepare_one(source: Path, name: str, writer: DatasetWriter, labels_for, flow: bool, every: int,
                  max_frames: int | None, max_read: int | None, progress: bool, report: PrepareReport) -> None:
-    total = video_info(source)[0] if is_video(source) else None
+    total = video_info(source).frames if is_video(source) else None
     previous = None  # the last frame that is in the dataset, for the teacher flow
     frames = read_frames(source)
     bar = tqdm(total=total, desc=f"prepare {name}", unit="frame", disable=not progress)

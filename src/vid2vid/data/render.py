@@ -618,6 +618,18 @@ LABEL_COLOUR_TOLERANCE = 40.0
 LABEL_COLOUR_BLEND = 10.0
 
 
+def _distinct_colours() -> tuple[np.ndarray, np.ndarray]:
+    """The palette's distinct colours in id order (K, 3) and the first id drawn in each (K,): what a colour
+    reads back as."""
+    first_id: dict[tuple[int, int, int], int] = {}
+    for i, colour in enumerate(CITYSCAPES_COLOURS):
+        first_id.setdefault(colour, i)
+    return np.asarray(list(first_id), dtype=np.float32), np.asarray(list(first_id.values()), dtype=np.uint8)
+
+
+_PALETTE, _PALETTE_IDS = _distinct_colours()  # once: ids_from_colours runs on every frame
+
+
 def colours_from_ids(ids: np.ndarray) -> np.ndarray:
     """(H, W) Cityscapes label ids -> (H, W, 3) uint8 in cityscapesScripts' colours."""
     return np.asarray(CITYSCAPES_COLOURS, dtype=np.uint8)[np.clip(ids, 0, len(CITYSCAPES_COLOURS) - 1)]
@@ -631,18 +643,12 @@ def ids_from_colours(image: np.ndarray, source: str = "label image") -> np.ndarr
     clean 3x3 neighbours have. Exact for lossless frames (PNG); from 4:2:0 H.264 ~1% of the pixels, all on
     class edges, still read wrong at 256x512.
     """
-    ids, colours = [], []
-    for i, colour in enumerate(CITYSCAPES_COLOURS):
-        if colour not in colours:
-            ids.append(i)
-            colours.append(colour)
-    palette = np.asarray(colours, dtype=np.float32)
     pixels = image.reshape(-1, 3).astype(np.float32)
     nearest = np.empty(len(pixels), dtype=np.int64)
     off = np.empty(len(pixels), dtype=np.float32)
     for start in range(0, len(pixels), 2**16):  # in chunks: (pixels, colours) distances of a 4K frame are GBs
         chunk = pixels[start:start + 2**16]
-        distance = ((chunk[:, None, :] - palette[None]) ** 2).sum(-1)
+        distance = ((chunk[:, None, :] - _PALETTE[None]) ** 2).sum(-1)
         nearest[start:start + len(chunk)] = distance.argmin(1)
         off[start:start + len(chunk)] = np.sqrt(distance.min(1))
     if (off > LABEL_COLOUR_TOLERANCE).mean() > 0.05:
@@ -650,13 +656,13 @@ def ids_from_colours(image: np.ndarray, source: str = "label image") -> np.ndarr
                         "label colour; a street model is driven by colour-coded label maps (or seg_maps)")
     height, width = image.shape[:2]
     nearest, clean = nearest.reshape(height, width), (off <= LABEL_COLOUR_BLEND).reshape(height, width)
-    voters = np.pad(np.where(clean, nearest, len(palette)), 1, constant_values=len(palette))  # K: no vote
+    voters = np.pad(np.where(clean, nearest, len(_PALETTE)), 1, constant_values=len(_PALETTE))  # K: no vote
     ys, xs = np.nonzero(~clean)
     neighbours = np.stack([voters[ys + dy, xs + dx] for dy in range(3) for dx in range(3)], axis=1)
-    votes = (neighbours[:, :, None] == np.arange(len(palette))).sum(1)  # (blended pixels, K)
+    votes = (neighbours[:, :, None] == np.arange(len(_PALETTE))).sum(1)  # (blended pixels, K)
     has_votes = votes.max(1) > 0
     nearest[ys[has_votes], xs[has_votes]] = votes[has_votes].argmax(1)
-    return np.asarray(ids, dtype=np.uint8)[nearest]
+    return _PALETTE_IDS[nearest]
 
 
 def segmentation_one_hot(ids: np.ndarray, num_classes: int, source: str = "segmentation map") -> np.ndarray:

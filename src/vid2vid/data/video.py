@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import cv2
@@ -94,8 +95,15 @@ def _check_video_file(path: Path) -> None:
         raise DataError(f"{path}: empty file (0 bytes)")
 
 
-def video_info(path: str | Path) -> tuple[int, float]:
-    """(frame count as the container states it, 0 if unknown; frames per second)."""
+class VideoInfo(NamedTuple):
+    frames: int  # as the container states it, 0 if unknown
+    fps: float
+    height: int
+    width: int
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """What a video's header says, without decoding a frame."""
     path = Path(path)
     _check_video_file(path)
     try:
@@ -104,7 +112,7 @@ def video_info(path: str | Path) -> tuple[int, float]:
                 raise DataError(f"{path}: has no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate) if stream.average_rate else 25.0
-            return int(stream.frames or 0), fps
+            return VideoInfo(int(stream.frames or 0), fps, stream.height, stream.width)
     except av.FFmpegError as exc:
         raise DataError(f"{path}: not a readable video ({_reason(exc)})") from None
 
