@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import best_time, machine_name  # benchmarks/ is on the path when run as a script
+from common import best_time, machine_name, parse_size  # benchmarks/ is on the path when run as a script
 
-from vid2vid.config import find_config, read_yaml_mapping
-from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+from vid2vid.config import load_generator_config
+from vid2vid.models.fs_vid2vid import FewShotGenerator
 from vid2vid.nn.blocks import fold_spectral_norm
 
 
@@ -22,13 +22,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the best is kept)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = FewShotConfig.from_dict(read_yaml_mapping(find_config("fs_vid2vid_dancing"))["generator"])
+    cfg = load_generator_config("fs_vid2vid_dancing")
     flow = fold_spectral_norm(FewShotGenerator(cfg).to(device).eval()).flow_network_ref
     print(f"# {machine_name(device)}, torch {torch.__version__}")
     print("| size (HxW) | two calls, batch 1 (s) | one call, batch 2 (s) | ratio | max diff |")
     print("|---|---|---|---|---|")
     for size in args.sizes:
-        h, w = (int(v) for v in size.split("x"))
+        h, w = parse_size(size)
         gen = torch.Generator().manual_seed(0)
         labels = [torch.randn(1, 2 * cfg.network_label_channels, h, w, generator=gen).to(device) for _ in range(2)]
         images = [torch.randn(1, 3, h, w, generator=gen).to(device) for _ in range(2)]

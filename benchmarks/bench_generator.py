@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import resource
 import time
 from contextlib import nullcontext
 
 import torch
-from common import machine_name, sync  # benchmarks/ is on the path when run as a script
+from common import (  # benchmarks/ is on the path when run as a script
+    default_sizes,
+    machine_name,
+    parse_size,
+    peak_memory_gib,
+    sync,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from vid2vid.config import load_generator_config
@@ -95,12 +100,6 @@ def flops_per_frame(model, labels, refs) -> float:
     return counter.get_total_flops()
 
 
-def peak_memory_gib(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # the process's peak so far (KiB -> GiB)
-
-
 def folded_copy(base, device):
     """A new model with base's weights and spectral norm folded (deepcopy does not copy parametrizations)."""
     model = type(base)(base.cfg).to(device).eval()
@@ -157,7 +156,7 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    sizes = args.sizes or (["256x256", "512x256", "1024x512"] if device.type == "cuda" else ["256x256", "512x256"])
+    sizes = args.sizes or default_sizes(device)
     machine = machine_name(device)
     print(f"# {machine}, torch {torch.__version__}")
     batched = f"batch {args.batch}" if args.batch else "batched (off)"
@@ -173,7 +172,7 @@ def main():
             cfg.first_frame_size = None  # the preset's 512x1024 first frame would fix the size of every frame
         base = cls(cfg).to(device).eval()
         for size in sizes:
-            h, w = (int(v) for v in size.split("x"))
+            h, w = parse_size(size)
             warm = 1 + base.cfg.num_prev_frames  # frames until the history window is full
             labels, refs = inputs(base, 1, h, w, warm + args.frames, device)
             gflops = flops_per_frame(base, labels[: warm + 1], refs) / 1e9

@@ -14,7 +14,7 @@ import argparse
 import time
 
 import torch
-from common import machine_name, sync  # benchmarks/ is on the path when run as a script
+from common import machine_name, parse_size, sync  # benchmarks/ is on the path when run as a script
 
 from vid2vid.config import load_generator_config
 from vid2vid.models.fs_vid2vid import FewShotGenerator
@@ -57,7 +57,7 @@ def main() -> None:
     print("| size (HxW) | K | encoded every frame (s/frame) | encoded once (s/frame) | ratio | max diff |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:
-        h, w = (int(v) for v in size.split("x"))
+        h, w = parse_size(size)
         for k in args.ks:
             gen = torch.Generator().manual_seed(k)
             labels = (torch.rand(1 + args.frames, 1, c, h, w, generator=gen) * 2 - 1).to(device)

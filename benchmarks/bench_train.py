@@ -11,11 +11,16 @@ same run.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
-from common import machine_name  # benchmarks/ is on the path when run as a script
+from common import (  # benchmarks/ is on the path when run as a script
+    default_sizes,
+    machine_name,
+    parse_size,
+    peak_memory_gib,
+    sync,
+)
 
 from vid2vid.train import (
     Discriminators,
@@ -58,18 +63,15 @@ def measure(cfg, device, amp_dtype, h, w, frames, iterations):
                 torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None, None, device, amp_dtype)
     batch = random_batch(cfg, h, w, frames, device)
     training_step(nets, batch, cfg)  # warm-up: allocator, kernel selection
+    sync(device)
     if device.type == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(iterations):
         training_step(nets, batch, cfg)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return iterations / (time.perf_counter() - start), peak, sum(p.numel() for p in G.parameters())
+    sync(device)
+    seconds = time.perf_counter() - start
+    return iterations / seconds, peak_memory_gib(device), sum(p.numel() for p in G.parameters())
 
 
 RECIPES = {"fs_vid2vid": "train_fs_vid2vid_dancing", "vid2vid": "train_vid2vid_street"}
@@ -94,7 +96,7 @@ def main():
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on a CPU (always on CUDA)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sizes = args.sizes or (["256x256", "512x256", "1024x512"] if device.type == "cuda" else ["256x256", "512x256"])
+    sizes = args.sizes or default_sizes(device)
     print(f"# {machine_name(device)}, torch {torch.__version__}; "
           f"T = {args.frames}, batch 1, K = 1")
     print("| model | size (HxW) | variant | iterations/s | ratio to fp32 | peak memory (GiB) | G parameters |")
@@ -106,7 +108,7 @@ def main():
         variants.append(("bf16 autocast", torch.bfloat16))
     for kind in args.models:
         for size in sizes:
-            h, w = (int(v) for v in size.split("x"))
+            h, w = parse_size(size)
             cfg = bench_config(kind, h, w)
             baseline = None
             for name, dtype in variants:

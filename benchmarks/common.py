@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import resource
 import time
 
 import torch
@@ -39,3 +40,21 @@ def best_time(call, device: torch.device, repeats: int) -> float:
         sync(device)
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def default_sizes(device: torch.device) -> list[str]:
+    """The issue's sizes: 256x256 and 512x256 everywhere, 1024x512 on a GPU."""
+    return ["256x256", "512x256", "1024x512"] if device.type == "cuda" else ["256x256", "512x256"]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"HxW" -> (H, W)."""
+    h, w = (int(v) for v in text.split("x"))
+    return h, w
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """The GPU's peak allocation since the last reset, or on a CPU the process's peak resident set so far."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
