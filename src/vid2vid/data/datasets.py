@@ -327,13 +327,14 @@ class VideoClips(Dataset):
     def nearest_labels(self) -> bool:
         return self.cfg.task != "face"  # imaginaire resizes face edge maps bilinearly, the others nearest
 
-    def scale_for(self, image: np.ndarray) -> float:
+    def scale_for(self, source_size: tuple[int, int]) -> float:
+        """The resize_smallest_side scale of a frame whose file is source_size (H, W)."""
         side = self.cfg.resize_smallest_side
-        return 1.0 if side is None else side / min(image.shape[:2])
+        return 1.0 if side is None else side / min(source_size)
 
     def working_frame(self, sequence: Sequence, index: int, flip: bool) -> Frame:
         frame = read_frame(sequence, index)
-        frame = resize_frame(frame, self.scale_for(frame.image))
+        frame = resize_frame(frame, self.scale_for(frame.source_size))
         return flip_frame(frame) if flip else frame
 
     def render(self, frame: Frame, rng: np.random.Generator | None, dropped_parts: tuple[int, ...]) -> np.ndarray:
@@ -402,7 +403,7 @@ class VideoClips(Dataset):
                 for i in steps:  # chain stored flows back across the stride
                     f, c = read_flow(stored[i], frames[t].source_size)
                     flow, confidence = (f, c) if flow is None else compose(f, flow, c, confidence)
-                flow, confidence = transform_flow(flow, confidence, self.scale_for(frames[t].image), flip)
+                flow, confidence = transform_flow(flow, confidence, self.scale_for(frames[t].source_size), flip)
                 flow, confidence = crop_resize_flow(flow, confidence, box, size)
             else:
                 current = ((sample["images"][t].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)

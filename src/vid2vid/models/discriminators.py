@@ -301,15 +301,17 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, batch_index: torc
     copied exactly. Differentiable with respect to the images.
     """
     _, _, h, w = images.shape
-    boxes = boxes.to(device=images.device, dtype=images.dtype)
-    steps = torch.linspace(0, 1, size, device=images.device, dtype=images.dtype)
-    xs = boxes[:, 0:1] + steps * (boxes[:, 2:3] - 1 - boxes[:, 0:1])  # (N, size) pixel columns
-    ys = boxes[:, 1:2] + steps * (boxes[:, 3:4] - 1 - boxes[:, 1:2])
-    gx = xs * (2 / (w - 1)) - 1
-    gy = ys * (2 / (h - 1)) - 1
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (N, size, size, 2)
-    return F.grid_sample(images[batch_index.to(images.device)], grid, mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    with torch.autocast(images.device.type, enabled=False):  # an fp32 grid, as in warp()
+        boxes = boxes.to(device=images.device, dtype=torch.float32)
+        steps = torch.linspace(0, 1, size, device=images.device)
+        xs = boxes[:, 0:1] + steps * (boxes[:, 2:3] - 1 - boxes[:, 0:1])  # (N, size) pixel columns
+        ys = boxes[:, 1:2] + steps * (boxes[:, 3:4] - 1 - boxes[:, 1:2])
+        gx = xs * (2 / (w - 1)) - 1
+        gy = ys * (2 / (h - 1)) - 1
+        grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (N, size, size, 2)
+        crops = F.grid_sample(images[batch_index.to(images.device)].float(), grid, mode="bilinear",
+                              padding_mode="border", align_corners=True)
+    return crops.to(images.dtype)
 
 
 class RegionDiscriminator(nn.Module):
