@@ -98,8 +98,11 @@ def test_mask_loss():
     # pixel 0: 1 * 0.25; pixel 1: 0.4 * 0.25 + 0.6 * 0.75
     assert loss.item() == pytest.approx((0.25 + 0.55) / 2)
     loss.backward()
-    assert warped.grad is None
     torch.testing.assert_close(mask.grad, torch.tensor([[[[0.5, (0.4 - 0.6) / 2]]]]))
+    # As in imaginaire, c keeps its gradient: d loss / d warped = -(2m - 1) / 2 per channel where c < 1.
+    want = torch.zeros(1, 3, 1, 2)
+    want[..., 1] = -(2 * 0.25 - 1) / 2
+    torch.testing.assert_close(warped.grad, want)
 
 
 def test_loss_weights_defaults():

@@ -11,12 +11,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vid2vid.checkpoint import read_torch_file
+from vid2vid.nn.warp import warp
 from vid2vid.settings import Settings
 
 GAN_MODES = ("hinge", "least_squares", "non_saturating")
@@ -100,10 +102,8 @@ def l1(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = 
 
 
 def flow_loss(pred_flow: torch.Tensor, teacher_flow: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
-    """mean of c * |f - f_teacher| over (B, 2, H, W), c the teacher's confidence (B, 1, H, W) in [0, 1].
-
-    For pose data imaginaire multiplies the confidence by the dilated foreground mask; pass that product.
-    """
+    """mean of c * |f - f_teacher| over (B, 2, H, W), c the teacher's confidence (B, 1, H, W) in [0, 1]
+    (for pose data with DensePose, times the dilated foreground: see flow_terms)."""
     return l1(pred_flow, teacher_flow, confidence)
 
 
@@ -123,11 +123,103 @@ def mask_loss(mask: torch.Tensor, warped: torch.Tensor, target: torch.Tensor) ->
         c = clamp(1 - sum_channels |warped - target|, 0, 1)
         loss = mean(c * |m - 0|) + mean((1 - c) * |m - 1|)
 
-    c is detached here; imaginaire lets this term's gradient also reach the flow through c.
+    As in imaginaire, c is not detached: the term also pushes the warped image (and so the flow).
     """
-    with torch.no_grad():
-        confidence = (1 - (warped.float() - target.float()).abs().sum(dim=1, keepdim=True)).clamp(0, 1)
+    confidence = (1 - (warped.float() - target.float()).abs().sum(dim=1, keepdim=True)).clamp(0, 1)
     return l1(mask, torch.zeros_like(mask), confidence) + l1(mask, torch.ones_like(mask), 1 - confidence)
+
+
+# DensePose part groups of imaginaire's body-part mask terms, by part index I (0 = background).
+BODY_PART_GROUPS = ((0,), (1, 2), (3, 4), (5, 6), (7, 8, 9, 10), (11, 12, 13, 14), (15, 16, 17, 18),
+                    (19, 20, 21, 22), (23, 24))
+FOREGROUND_REACH = 7  # the foreground mask is the body dilated by this many pixels (a 15 x 15 max filter)
+
+
+def densepose_part_index(label: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) pose label (DensePose channel 2 = I / 12 - 1) -> (B, 1, H, W) part index I in 0..24."""
+    return (label[:, 2:3].float() / 2 + 0.5) * 24
+
+
+def body_part_masks(label: torch.Tensor) -> torch.Tensor:
+    """(B, 9, H, W) binary masks of the BODY_PART_GROUPS."""
+    part = densepose_part_index(label)
+    return torch.cat([sum(((part - j).abs() < 0.1).float() for j in group) for group in BODY_PART_GROUPS], dim=1)
+
+
+def foreground_mask(label: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): 1 within FOREGROUND_REACH pixels (Chebyshev) of a DensePose body pixel; 1 everywhere for
+    a sample whose label has no DensePose at all (OpenPose-only data), so that its flow is still supervised."""
+    part = label[:, 2:3].float()
+    reach = 2 * FOREGROUND_REACH + 1
+    near_body = (F.max_pool2d(part, reach, 1, FOREGROUND_REACH) > -1).float()
+    has_densepose = (part > -1).flatten(1).any(dim=1).view(-1, 1, 1, 1)
+    return torch.where(has_densepose, near_body, torch.ones_like(near_body))
+
+
+def blurred_face_mask(label: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): the DensePose face parts (23, 24) through a 15 x 15 box filter, zero padding counted."""
+    part = densepose_part_index(label)
+    face = (((part - 23).abs() < 0.1) | ((part - 24).abs() < 0.1)).float()
+    reach = 2 * FOREGROUND_REACH + 1
+    return F.avg_pool2d(face, reach, 1, FOREGROUND_REACH, count_include_pad=True)
+
+
+@dataclass
+class FlowBranch:
+    """One warped source of a frame (the reference, or the previous output) and its teacher."""
+
+    flow: torch.Tensor                       # (B, 2, H, W) predicted, in pixels, on the target's grid
+    mask: torch.Tensor                       # (B, 1, H, W) occlusion mask: weight of the hallucinated image
+    warped: torch.Tensor                     # (B, 3, H, W) the source warped by flow
+    teacher_flow: torch.Tensor | None = None        # (B, 2, H, W)
+    teacher_confidence: torch.Tensor | None = None  # (B, 1, H, W)
+
+
+class FlowTerms(NamedTuple):
+    flow: torch.Tensor  # flow L1 against the teacher
+    warp: torch.Tensor  # warped sources (and, with DensePose, warped reference masks) against the target
+    mask: torch.Tensor  # occlusion-mask terms
+
+
+def flow_terms(image: torch.Tensor, fake: torch.Tensor, reference: FlowBranch | None, previous: FlowBranch | None,
+               label: torch.Tensor | None = None, ref_label: torch.Tensor | None = None) -> FlowTerms:
+    """imaginaire's FlowLoss for one frame: each term is the SUM over the branches present (not a mean).
+
+    image: the real target (B, 3, H, W); fake: the generated frame. A branch without a teacher has no flow
+    term. label and ref_label (pose data, DensePose channels first) switch on the DensePose terms of the
+    reference branch: the flow term restricted to the dilated foreground, the reference's body-part and
+    foreground masks warped onto the target's, the face rule (mask -> 0 and output ~ warped reference in the
+    blurred face) and mask -> 1 where warped parts or foregrounds disagree. A sample without DensePose gets
+    a foreground of 1 and no part or face terms (its part masks are all background). Only the teacher is
+    outside the graph; every mask made from predictions carries gradient, as in imaginaire.
+    """
+    zero = image.new_zeros((), dtype=torch.float32)
+    flow, warp_term, mask = zero, zero, zero
+    densepose = label is not None and ref_label is not None
+    fg = foreground_mask(label) if densepose else None
+    for branch, is_reference in ((reference, True), (previous, False)):
+        if branch is None:
+            continue
+        if branch.teacher_flow is not None:
+            weight = branch.teacher_confidence
+            if densepose:
+                weight = weight * fg
+            flow = flow + flow_loss(branch.flow, branch.teacher_flow, weight)
+        warp_term = warp_term + warp_loss(branch.warped, image)
+        mask = mask + mask_loss(branch.mask, branch.warped, image)
+    if densepose and reference is not None:
+        parts = body_part_masks(label)
+        warped_ref_parts = warp(body_part_masks(ref_label), reference.flow)
+        warp_term = warp_term + l1(warped_ref_parts, parts)
+        body_diff = (warped_ref_parts - parts).abs().sum(dim=1, keepdim=True)  # (B, 1, H, W) in [0, 2]
+        face = blurred_face_mask(label)
+        occlusion = reference.mask
+        mask = (mask + l1(occlusion, torch.zeros_like(occlusion), face) + l1(fake, reference.warped, face)
+                + l1(occlusion, torch.ones_like(occlusion), body_diff))
+        ref_fg = foreground_mask(ref_label)
+        warp_term = warp_term + l1(warp(ref_fg, reference.flow), fg)
+        mask = mask + l1(occlusion, torch.ones_like(occlusion), (ref_fg - fg > 0).float())
+    return FlowTerms(flow, warp_term, mask)
 
 
 # ------------------------------------------------------------------------------------------ perceptual
