@@ -13,7 +13,9 @@ import torch
 
 from vid2vid.data.writer import write_synthetic
 from vid2vid.evaluate import evaluate
-from vid2vid.train import TrainConfig, latest_checkpoint, load_train_config, train
+from vid2vid.train import load_train_config, train
+from vid2vid.training.checkpoints import latest_checkpoint
+from vid2vid.training.config import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 HELD_OUT_INDEX = 1000  # identities from here on are never used for training

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
-from vid2vid.train import TrainConfig
+from vid2vid.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

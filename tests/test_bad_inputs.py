@@ -625,7 +625,7 @@ def test_full_disk_while_writing_the_video(assets, tmp_path, monkeypatch, capsys
 def test_full_disk_while_writing_a_checkpoint(assets, tmp_path, monkeypatch, capsys):
     """The disk fills up during the second checkpoint: the first stays `latest` and complete, nothing
     half-written is left, and the run resumes from it."""
-    import vid2vid.train as training
+    import vid2vid.training.checkpoints as training
 
     data = copy(assets, "dancers", tmp_path)
     cfg = tiny_train_config(data, schedule={"iterations": 4}, run={"checkpoint_every": 2})

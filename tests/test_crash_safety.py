@@ -19,7 +19,7 @@ from vid2vid.data.writer import write_synthetic
 from .conftest import tiny_train_config
 
 # Runs `vid2vid train` in a child process that kills itself (SIGKILL: no cleanup, no finally) at one point:
-#   step        iteration 3, after the discriminator update and before the generator update
+#   step        iteration 3, after the first frame's discriminator update and before its generator update
 #   checkpoint  the checkpoint of iteration 4, after its trained generator is written and before the rest
 #   latest      after checkpoint 4 is in place, before `latest` names it
 #   none        never
@@ -28,19 +28,21 @@ import os, signal, sys
 import torch
 torch.set_num_threads(1)
 import vid2vid.train as training
+import vid2vid.training.checkpoints as checkpoints
+import vid2vid.training.frame_step as frame_step
 from vid2vid.cli import main
 
 point = sys.argv[1]
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-real_step, real_save, real_write = training._step, training.save_model, training.atomic_write_bytes
+real_step, real_save, real_write = frame_step.optimizer_step, checkpoints.save_model, checkpoints.atomic_write_bytes
 state = {"iteration": 0, "updates": 0}
-real_training_step = training.training_step
+real_train_clip = training.train_clip
 
-def training_step(nets, batch, cfg, iteration, *args, **kwargs):
+def train_clip(nets, batch, cfg, iteration, *args, **kwargs):
     state["iteration"], state["updates"] = iteration + 1, 0
-    return real_training_step(nets, batch, cfg, iteration, *args, **kwargs)
+    return real_train_clip(nets, batch, cfg, iteration, *args, **kwargs)
 
-def step(optimizer, scaler):
+def optimizer_step(optimizer, scaler):
     state["updates"] += 1
     if point == "step" and state["iteration"] == 3 and state["updates"] == 2:
         die()
@@ -56,8 +58,8 @@ def atomic_write_bytes(path, data):
         die()
     real_write(path, data)
 
-training.training_step, training._step = training_step, step
-training.save_model, training.atomic_write_bytes = save_model, atomic_write_bytes
+training.train_clip, frame_step.optimizer_step = train_clip, optimizer_step
+checkpoints.save_model, checkpoints.atomic_write_bytes = save_model, atomic_write_bytes
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -245,7 +245,7 @@ def test_street_labels_are_pictured_in_cityscapes_colours():
     import torch
 
     from vid2vid.data.render import colours_from_ids, segmentation_one_hot
-    from vid2vid.train import label_picture
+    from vid2vid.pictures import label_picture
 
     ids = np.array([[7, 26], [23, 11]])
     one_hot = torch.from_numpy(segmentation_one_hot(ids, 35)).permute(2, 0, 1)[None]

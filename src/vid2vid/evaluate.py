@@ -27,10 +27,10 @@ from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import Sequence, scan
 from vid2vid.data.video import write_image
+from vid2vid.device import pick_device, pick_precision
 from vid2vid.files import atomic_write_bytes, check_output_folder, replace_folder
 from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, load_for_inference, to_uint8
 from vid2vid.step import References, is_few_shot
-from vid2vid.train import pick_device, pick_precision
 
 
 @dataclass

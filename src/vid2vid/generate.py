@@ -25,9 +25,10 @@ from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import MODALITIES, scan
 from vid2vid.data.video import VideoWriter, is_video, video_info, write_image
+from vid2vid.device import pick_device, pick_precision
 from vid2vid.nn.blocks import fold_spectral_norm
+from vid2vid.pictures import label_picture
 from vid2vid.step import References, is_few_shot, new_history, size_multiple, step
-from vid2vid.train import label_picture, pick_device, pick_precision
 
 TASK_BY_CHANNELS = {6: "pose", 1: "face"}
 LABEL_SUBJECT = {"pose": "person", "face": "face"}  # what a task's detector looks for

@@ -197,7 +197,7 @@ def flow_terms(image: torch.Tensor, fake: torch.Tensor, reference: FlowBranch | 
     flow, warp_term, mask = zero, zero, zero
     densepose = label is not None and ref_label is not None
     fg = foreground_mask(label) if densepose else None
-    for branch, is_reference in ((reference, True), (previous, False)):
+    for branch in (reference, previous):
         if branch is None:
             continue
         if branch.teacher_flow is not None:

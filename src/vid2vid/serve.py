@@ -43,9 +43,9 @@ from vid2vid.data.keypoints import MissingExtra
 from vid2vid.data.layout import MODALITIES, TASKS
 from vid2vid.data.video import VIDEO_EXTENSIONS, read_image, video_info, write_image
 from vid2vid.data.writer import write_synthetic
+from vid2vid.device import pick_device
 from vid2vid.generate import data_config_for, generate, load_for_inference
 from vid2vid.step import is_few_shot, size_multiple, unwrap
-from vid2vid.train import pick_device
 
 log = logging.getLogger("vid2vid.serve")
 

@@ -208,7 +208,8 @@ class VideoClips(Dataset):
 
     Items are dicts: labels (T, C, H, W), images (T, 3, H, W) in [-1, 1], flow (T, 2, H, W) backward to the
     previous clip frame and flow_confidence (T, 1, H, W) (zero for the first frame), ref_labels and ref_images
-    (K, ...) when K > 0, keypoints (T, 67, 3) for pose data (BODY_25 + hands in output pixels), and the
+    (K, ...) when K > 0 with ref_flow (T, K, 2, H, W) and ref_flow_confidence (T, K, 1, H, W) from each frame to each
+    reference, keypoints (T, 67, 3) for pose data (BODY_25 + hands in output pixels), and the
     sequence name and frame names.
     """
 
@@ -290,7 +291,29 @@ class VideoClips(Dataset):
                                                 for x in ref_labels])
             sample["ref_images"] = torch.stack([image_to_tensor(crop_resize(f.image, ref_box, cfg.size, False))
                                                 for f in ref_frames])
+            if cfg.teacher_flow:
+                sample["ref_flow"], sample["ref_flow_confidence"] = self.reference_flows(sample)
         return sample
+
+    def reference_flows(self, sample: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher flow from every clip frame to every reference, (T, K, 2, H, W) backward (frame(p) ~
+        reference(p + flow(p))), and its confidence (T, K, 1, H, W): OpenCV DIS between the two crops. For pose
+        data with DensePose it reads the DensePose maps, as imaginaire's teacher does (body-surface coordinates
+        match across poses where clothes' colours and lighting may not); otherwise the images."""
+        use_densepose = (self.cfg.task == "pose" and bool((sample["labels"][:, 2] > -1).any())
+                         and bool((sample["ref_labels"][:, 2] > -1).any()))
+
+        def pictures(labels, images):
+            x = labels[:, :3] if use_densepose else images
+            return [((v.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8) for v in x]
+
+        references = pictures(sample["ref_labels"], sample["ref_images"])
+        flows, confidences = [], []
+        for target in pictures(sample["labels"], sample["images"]):
+            pairs = [dis_flow(target, reference) for reference in references]
+            flows.append(torch.stack([to_tensor(f) for f, _ in pairs]))
+            confidences.append(torch.stack([torch.from_numpy(c)[None] for _, c in pairs]))
+        return torch.stack(flows), torch.stack(confidences)
 
     def references(self, sequence: Sequence, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference labels (K, C, H, W) and images (K, 3, H, W) of given frames, without augmentation."""

@@ -1,0 +1,77 @@
+"""Data parallel by hand: torchrun's environment, one flat all-reduce of the gradients per update, the first
+replica's weights broadcast at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """torchrun sets WORLD_SIZE; NCCL on GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), world)
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """All-reduce the gradients of a model in one flat fp32 buffer (parameters unused this step count as zero).
+
+    fp32 whatever the gradients' dtype: gloo has no bf16 sum, and a sum of world bf16 values loses the low
+    bits that an average over replicas is for. Each gradient comes back in its own dtype."""
+    if world == 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.float().flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).to(g.dtype).clone()
+        offset += n
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+def all_agree(flag: bool, device: torch.device, world: int) -> bool:
+    """True on every process when it is True on any (every process stops at the same iteration)."""
+    if world == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+class ClipIndices(Sampler):
+    """Dataset indices for batches first_batch, first_batch + 1, ... on this rank, without end."""
+
+    def __init__(self, first_batch: int, batch_size: int, rank: int, world: int):
+        self.first_batch, self.batch_size, self.rank, self.world = first_batch, batch_size, rank, world
+
+    def __iter__(self):
+        batch = self.first_batch
+        while True:
+            start = (batch * self.world + self.rank) * self.batch_size
+            yield from range(start, start + self.batch_size)
+            batch += 1

@@ -1,0 +1,84 @@
+"""What training builds from its config: the generator, the discriminators, their initialisation, the optimizers,
+the gradient scaler, the perceptual loss and the averaged generator, held together as `Nets`."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from vid2vid import losses
+from vid2vid.models.discriminators import (
+    MultiScalePatchDiscriminator,
+    RegionDiscriminator,
+    TemporalDiscriminator,
+    image_input_channels,
+)
+from vid2vid.training.average import ModelAverage
+from vid2vid.training.config import TrainConfig, make_generator
+
+
+class Discriminators(torch.nn.Module):
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        dcfg, few_shot = cfg.discriminator, cfg.few_shot
+        self.image = MultiScalePatchDiscriminator.from_config(
+            image_input_channels(cfg.data.label_channels, few_shot=few_shot), dcfg.image)
+        self.temporal = TemporalDiscriminator.from_config(dcfg.temporal) if dcfg.temporal.enabled else None
+        pose = cfg.data.task == "pose"
+        # Few-shot region Ds see the crop beside the chosen reference cropped at the same box (imaginaire's face D).
+        region_channels = 6 if few_shot else 3
+        self.face = RegionDiscriminator.from_config(dcfg.face, region_channels) if dcfg.face.enabled and pose else None
+        self.hands = (RegionDiscriminator.from_config(dcfg.hands, region_channels) if dcfg.hands.enabled and pose
+                      else None)
+
+
+def init_weights(model: torch.nn.Module, gain: float = 0.02) -> None:
+    """imaginaire's initialisation: conv and linear weights xavier-normal with gain 0.02, biases zero; the
+    flow and mask heads then start near zero flow and an even blend."""
+    for module in model.modules():
+        if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            continue
+        parametrized = getattr(module, "parametrizations", None)
+        weight = parametrized.weight.original if parametrized is not None and "weight" in parametrized else \
+            module.weight
+        torch.nn.init.xavier_normal_(weight, gain=gain)
+        if module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+
+
+@dataclass
+class Nets:
+    """What one training step reads and updates."""
+    G: torch.nn.Module
+    D: Discriminators
+    average: ModelAverage
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    perceptual: losses.PerceptualLoss | None
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    world: int = 1
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def build_nets(cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, world: int = 1) -> Nets:
+    """Fresh, initialised networks and optimizers; the seed is set by the caller."""
+    G = make_generator(cfg).to(device).train()
+    D = Discriminators(cfg).to(device).train()
+    init_weights(G, cfg.optim.init_gain)
+    init_weights(D, cfg.optim.init_gain)
+    opt = cfg.optim
+    opt_G = torch.optim.Adam(G.parameters(), lr=opt.lr_G, betas=opt.betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=opt.lr_D, betas=opt.betas)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    vgg = losses.load_vgg19(cfg.loss.vgg19_weights) if cfg.loss.weights.perceptual > 0 else None
+    perceptual = None if vgg is None else losses.PerceptualLoss(vgg, num_scales=cfg.loss.perceptual_scales).to(device)
+    average = ModelAverage(G, opt.ema_decay, opt.ema_start)
+    return Nets(G, D, average, opt_G, opt_D, scaler, perceptual, device, amp_dtype, world)
