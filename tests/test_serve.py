@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import train_on_tiny_dancers
 from vid2vid.data.video import VideoWriter
@@ -154,6 +155,37 @@ def test_builtin_identity_and_motion_make_a_video(server):
     assert len(status["references"]) == 2
     assert client.get(status["references"][0]).content[:4] == b"\x89PNG"
     assert uploads_left(worker) == []
+
+
+def test_fine_tuning_job_reports_its_steps_then_renders(server, monkeypatch):
+    """finetune=N: the job first fine-tunes a copy of the model (phase "finetune", N steps), then renders; the
+    worker's own model is left as it was."""
+    client, worker = server
+    before = {k: v.clone() for k, v in worker.model.state_dict().items()}
+    phases = []
+    import vid2vid.finetune as finetune_module
+    real = finetune_module.finetune
+
+    def watched(*args, on_step=None, **kwargs):
+        def step(i, terms):
+            phases.append(worker.jobs[job_id].status(None))
+            on_step(i, terms)
+        return real(*args, on_step=step, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "finetune", watched)
+    response = client.post("/api/jobs", data={"identity": "1000", "k": "2", "motion": "1001", "frames": "3",
+                                              "size": "32x32", "finetune": "2"})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    status = wait(client, job_id)
+    assert status["state"] == "done", status
+    assert status["finetune"] == 2 and status["phase"] == "render" and status["done"] == status["total"] == 3
+    assert [p["phase"] for p in phases] == ["finetune", "finetune"]
+    assert [p["done"] for p in phases] == [0, 1] and all(p["total"] in (0, 2) for p in phases)
+    assert all(torch.equal(v, before[k]) for k, v in worker.model.state_dict().items())
+    refused = client.post("/api/jobs", data={"identity": "1000", "motion": "1001", "finetune": "1000"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "fine-tuning steps must be between 0 and 300, got 1000"
 
 
 def test_uploaded_references_and_prepared_zip(server, checkpoint):

@@ -181,3 +181,32 @@ def test_a_corrupt_upload_shows_a_message_and_the_server_goes_on(browser, server
     assert page.is_hidden("#error")
     assert page.text_content("#status-text").startswith("Done: 4 frames")
     page.close()
+
+
+def test_fine_tune_on_the_references_with_its_progress_in_the_page(browser, server):
+    """The page's fine-tuning choice: a built-in identity, three steps of fine-tuning shown as their own
+    progress ("Fine-tuning on the references: n / 3 steps"), then the frames."""
+    url, info, root, process = server
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_function("!document.getElementById('generate').disabled")
+    assert page.is_visible("#finetune-box")
+    page.evaluate("""() => { window.seen = [];
+        new MutationObserver(() => window.seen.push(document.getElementById('status-text').textContent))
+            .observe(document.getElementById('status-text'), {childList: true, characterData: true, subtree: true});
+    }""")
+    page.check("#finetune")
+    page.fill("#finetune-steps", "3")
+    page.fill("#frames", "4")
+    page.click("#generate")
+    page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+    assert page.is_hidden("#error")
+    seen = page.evaluate("window.seen")
+    tuning = [text for text in seen if text.startswith("Fine-tuning on the references")]
+    assert tuning, seen
+    assert all(text.endswith("/ 3 steps.") or text.endswith("fine-tuning…") for text in tuning), tuning
+    assert page.text_content("#status-text").startswith("Done: 4 frames")
+    job = page.evaluate("fetch(document.getElementById('download').href.replace('/result.mp4', ''))"
+                        ".then(r => r.json())")
+    assert job["finetune"] == 3 and job["state"] == "done"
+    page.close()

@@ -214,9 +214,9 @@ def test_5_densepose_labels_switch_on_the_body_terms(dancers):
     with_body = losses.flow_terms(real, fake, reference, previous, batch["labels"][:, 1], batch["ref_labels"][:, 0])
     without = losses.flow_terms(real, fake, reference, previous)
     for name in ("flow", "warp", "mask"):
-        assert float(terms[f"G/{name}"]) == pytest.approx(float(getattr(with_body, name)), rel=1e-6)
-    assert float(with_body.mask) > float(without.mask)  # the face rule and the part disagreement add to it
-    assert float(with_body.flow) < float(without.flow)  # only pixels within 7 px of the body count
+        assert terms[f"G/{name}"].item() == pytest.approx(getattr(with_body, name).item(), rel=1e-6)
+    assert with_body.mask.item() > without.mask.item()  # the face rule and the part disagreement add to it
+    assert with_body.flow.item() < without.flow.item()  # only pixels within 7 px of the body count
 
 
 # ------------------------------------------------------------- 6. the face D sees the reference beside

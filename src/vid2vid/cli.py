@@ -22,14 +22,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def whole_number_at_least(minimum: int):
+    """An argparse type: a whole number, at least minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+positive_int = whole_number_at_least(1)
+non_negative_int = whole_number_at_least(0)
 
 
 def positive_float(text: str) -> float:
@@ -44,18 +51,24 @@ def positive_float(text: str) -> float:
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from vid2vid.checkpoint import save_generator
-    from vid2vid.compat.imaginaire import load_generator
+    from vid2vid.compat.imaginaire import load_discriminators, load_generator
+    from vid2vid.finetune import save_discriminators
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
     model = load_generator(args.checkpoint, args.config, use_ema=not args.no_ema)
+    discriminators = load_discriminators(args.checkpoint, args.config, model)
     try:
         save_generator(model, out, overwrite=args.overwrite)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out} ({type(model).__name__}, {params:,} parameters)")
+    also = ""
+    if discriminators is not None:  # what `generate --finetune` needs to fine-tune adversarially
+        save_discriminators(out, *discriminators)
+        also = f", discriminators {sum(p.numel() for p in discriminators[1].parameters()):,} parameters"
+    print(f"wrote {out} ({type(model).__name__}, {params:,} parameters{also})")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -126,7 +139,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         report = generate(args.checkpoint, args.driving, args.output, args.reference or [], sequence=args.sequence,
                           size=args.size, frames_dir=args.frames_dir, side_by_side=args.side_by_side,
                           max_frames=args.max_frames, fps=args.fps, overwrite=args.overwrite, device=args.device,
-                          precision=args.precision, compile_model=args.compile, progress=not args.quiet)
+                          precision=args.precision, compile_model=args.compile, progress=not args.quiet,
+                          finetune_steps=args.finetune, finetune_lr=args.finetune_lr, seed=args.seed)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -139,7 +153,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         report = evaluate(args.checkpoint, args.data, args.output, args.K, references=args.references,
                           sequences=args.sequence, max_frames=args.max_frames, size=args.size,
                           inception=args.inception, i3d=args.i3d, pose_error=not args.no_pose_error,
-                          overwrite=args.overwrite, device=args.device, progress=not args.quiet)
+                          overwrite=args.overwrite, device=args.device, progress=not args.quiet,
+                          finetune_steps=args.finetune, finetune_lr=args.finetune_lr, seed=args.seed)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     for key, summary in report["results"].items():
@@ -167,7 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the page", file=sys.stderr)
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_resolution=args.max_resolution,
                     max_input_resolution=args.max_input_resolution, max_references=args.max_references,
-                    max_queue=args.max_queue)
+                    max_queue=args.max_queue, max_finetune_steps=args.max_finetune_steps)
     serve(args.checkpoint, args.host, args.port, limits, device=args.device, precision=args.precision,
           compile_model=args.compile)
 
@@ -229,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "instructions is about 2x faster, a little less exact")
     gen.add_argument("--compile", action="store_true",
                      help="torch.compile the frame step: minutes to build, then faster (for long videos)")
+    gen.add_argument("--finetune", type=non_negative_int, default=0, metavar="N",
+                     help="few-shot: first fine-tune a copy of the model on the references for N steps "
+                          "(imaginaire's dancing inference takes 100); 0: off")
+    gen.add_argument("--finetune-lr", type=positive_float, metavar="LR",
+                     help="generator learning rate for --finetune (default: the recipe's, 1e-4 upstream)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(run=cmd_generate)
@@ -247,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inception", help="FID: pytorch-fid's Inception weights (pt_inception-2015-12-05-*.pth)")
     ev.add_argument("--i3d", help="FVD: a TorchScript I3D (i3d_torchscript.pt of the common FVD tools)")
     ev.add_argument("--no-pose-error", action="store_true", help="skip keypoint detection on the results")
+    ev.add_argument("--finetune", type=non_negative_int, nargs="+", metavar="N",
+                    help="few-shot: fine-tune on each sequence's references for N steps first; several values "
+                         "(0 100) score each in one report")
+    ev.add_argument("--finetune-lr", type=positive_float, metavar="LR", help="generator learning rate of --finetune")
+    ev.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -272,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longest side of an uploaded image or video")
     web.add_argument("--max-references", type=positive_int, default=8, help="most reference images per job")
     web.add_argument("--max-queue", type=positive_int, default=8, help="most jobs waiting behind the running one")
+    web.add_argument("--max-finetune-steps", type=non_negative_int, default=300,
+                     help="most fine-tuning steps a job may ask for (0: no fine-tuning offered)")
     web.add_argument("--device", default="auto", help="auto, cpu or cuda")
     web.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                      help="auto: bf16 autocast on CUDA for few-shot models, else fp32")

@@ -15,7 +15,7 @@ import io
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,9 +63,10 @@ def reference_sequence(candidates: list[Sequence], name: str) -> Sequence | None
 
 def render_sequence(model, cfg: DataConfig, root: Path, sequence: Sequence, k: int | None,
                     reference_root: Path | None, device: torch.device, amp_dtype=None,
-                    max_frames: int | None = None) -> Rendered:
+                    max_frames: int | None = None, tune: Callable | None = None) -> Rendered:
     """Render one driving sequence. Few-shot references are K frames of the matching sequence (see
-    reference_sequence) in reference_root, or of the driving sequence itself."""
+    reference_sequence) in reference_root, or of the driving sequence itself; tune(model, references), when
+    given, returns the model to render with (fine-tuned on those references)."""
     rendered = Rendered(sequence.name)
     refs = None
     if k is not None:
@@ -77,6 +78,8 @@ def render_sequence(model, cfg: DataConfig, root: Path, sequence: Sequence, k: i
             ref_sequence, reference_indices(len(ref_sequence), k))
         refs = References(ref_labels[None], ref_images[None])
         rendered.references = [to_uint8(x) for x in ref_images]
+        if tune is not None:
+            model = tune(model, References(refs.labels.to(device), refs.images.to(device)))
     stream = VideoClips(root, cfg).stream(sequence, max_frames)
     for result, item in generate_frames(model, stream, refs, device, amp_dtype):
         rendered.results.append(result)
@@ -246,16 +249,22 @@ def plots(results: dict) -> dict[str, bytes]:
     pictures["psnr_per_frame.png"] = _png(figure)
     plt.close(figure)
     if len(results) > 1:
-        ks = [int(k.split("=")[1]) for k in results]
+        ks = sorted({r["K"] for r in results.values()})
+        tunings = sorted({r.get("finetune_steps", 0) for r in results.values()})
         names = [m for m in ("psnr", "ssim", "warping_error", "pose_error", "fid", "fvd")
                  if all(results[k].get(m) is not None for k in results)]
         figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3))
         for axis, name in zip(np.atleast_1d(axes), names, strict=True):
-            axis.plot(ks, [results[k][name] for k in results], marker="o")
+            for steps in tunings:  # one line per number of fine-tuning steps
+                runs = sorted((r["K"], r[name]) for r in results.values() if r.get("finetune_steps", 0) == steps)
+                axis.plot(*zip(*runs, strict=True), marker="o",
+                          label=f"fine-tuned {steps} steps" if len(tunings) > 1 else None)
             axis.set_xticks(ks)
             axis.set_xlabel("K (reference images)")
             axis.set_title(name.replace("_", " "))
             axis.grid(alpha=0.3)
+            if len(tunings) > 1:
+                axis.legend(fontsize=7)
         figure.tight_layout()
         pictures["scores_against_k.png"] = _png(figure)
         plt.close(figure)
@@ -313,7 +322,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
              references: str | Path | None = None, sequences: list[str] | None = None,
              max_frames: int | None = None, size: tuple[int, int] | None = None,
              inception: str | Path | None = None, i3d: str | Path | None = None, pose_error: bool = True,
-             overwrite: bool = False, device: str = "auto", progress: bool = True) -> dict:
+             overwrite: bool = False, device: str = "auto", progress: bool = True,
+             finetune_steps: list[int] | None = None, finetune_lr: float | None = None, seed: int = 0) -> dict:
+    """Score a checkpoint on held-out sequences, for each K (few-shot) and each number of fine-tuning steps
+    (finetune_steps, e.g. [0, 100]: with and without, one report; a model is tuned per sequence on its
+    references)."""
     out, data = Path(out), Path(data)
     check_output_folder(out, overwrite, "report")
     reference_root = Path(references) if references is not None else None
@@ -334,6 +347,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
             raise ValueError(f"K must be at least 1, got {min(ks)}")
     elif ks:
         raise ValueError("--K is for few-shot models; this checkpoint is a vid2vid model")
+    tunings = sorted(set(finetune_steps or [0]))
+    if min(tunings) < 0:
+        raise ValueError(f"--finetune takes numbers of steps, 0 or more, got {min(tunings)}")
+    if max(tunings) > 0 and not few_shot:
+        raise ValueError("--finetune is for few-shot models; this checkpoint is a vid2vid model")
 
     notes = []
     if few_shot:
@@ -364,14 +382,33 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
     real_fid = fid.FeatureStats() if inception_net is not None else None
     real_fvd = fid.FeatureStats() if i3d_net is not None else None
     truth_warp, truth_pose = [], []
-    runs = [(f"K={k}", k) for k in ks] if few_shot else [("all", None)]
+    runs = [(f"K={k}" + (f" finetune={n}" if len(tunings) > 1 or n else ""), k, n) for k in ks for n in tunings] \
+        if few_shot else [("all", None, 0)]
+    tuning_seconds: dict[str, list[float]] = {}
+    if max(tunings) > 0:
+        notes.append("fine-tuning: a copy of the model tuned on each sequence's references before rendering it "
+                     "(vid2vid.finetune: each reference in turn the target, rolled and flipped, the others the "
+                     "few-shot set; seconds per sequence in the results)")
+
+    def tuner(key: str, steps: int):
+        if not steps:
+            return None
+        from vid2vid.finetune import finetune_checkpoint_model
+
+        def tune(model, refs):
+            result = finetune_checkpoint_model(checkpoint, model, refs, steps, lr=finetune_lr, amp_dtype=amp,
+                                               seed=seed, notice=None if tuning_seconds else notes.append)
+            tuning_seconds.setdefault(key, []).append(result.seconds)
+            return result.model
+        return tune
+
     try:
         with tqdm(total=len(runs) * len(chosen), desc="evaluate", unit="sequence", disable=not progress) as bar:
-            for run_index, (key, k) in enumerate(runs):
+            for run_index, (key, k, steps) in enumerate(runs):
                 scorer = Scorer(inception_net, i3d_net, detector, torch_device)
                 for sequence in chosen:
                     rendered = render_sequence(model, cfg, data, sequence, k, reference_root, torch_device, amp,
-                                               max_frames)
+                                               max_frames, tuner(key, steps))
                     scorer.add(rendered, cfg.size[0])
                     if run_index == 0:  # the ground truth's own statistics, once
                         truth_warp.append(metrics.warping_error(rendered.truths, rendered.truths))
@@ -384,11 +421,15 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
                             for clip in clips_of(rendered.truths):
                                 real_fvd.add(fid.i3d_features(i3d_net, to_batch(clip, torch_device)[None]))
                     if sequence is chosen[0]:
-                        strips[f"frames_{key.replace('=', '')}.png"] = frame_strip(rendered)
+                        strips[f"frames_{key.replace('=', '').replace(' ', '_')}.png"] = frame_strip(rendered)
                     bar.update(1)
                 if real_fid is not None and real_fid.count < 2:
                     raise DataError(f"{data}: FID needs at least 2 frames")
                 results[key] = scorer.summary(real_fid, real_fvd if real_fvd and real_fvd.count >= 2 else None)
+                results[key]["K"] = k
+                if steps:
+                    results[key]["finetune_steps"] = steps
+                    results[key]["finetune_seconds_per_sequence"] = float(np.mean(tuning_seconds[key]))
     finally:
         if detector is not None:
             detector.close()

@@ -9,6 +9,7 @@ loose images (their labels extracted on the fly).
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -162,7 +163,9 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              overwrite: bool = False, device: str = "auto", precision: str = "auto",
              progress: bool = True, compile_model: bool = False, model: torch.nn.Module | None = None,
              labels_output: str | Path | None = None,
-             on_frame: Callable[[int, int], None] | None = None) -> GenerateReport:
+             on_frame: Callable[[int, int], None] | None = None, finetune_steps: int = 0,
+             finetune_lr: float | None = None, seed: int = 0,
+             on_finetune: Callable[[int, int], None] | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
     about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
     benchmarks/RESULTS.md). compile_model runs
@@ -172,6 +175,9 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     For callers that render many videos with one model (`vid2vid serve`): model is the checkpoint's generator
     already loaded by `load_for_inference`; labels_output an .mp4 for the driving labels, frame for frame;
     on_frame(done, total) is called after each frame.
+
+    finetune_steps > 0 first fine-tunes a copy of the few-shot model on the references (`vid2vid.finetune`,
+    deterministic for a seed; on_finetune(done, total) after each step); the loaded model is not changed.
     """
     output, driving = Path(output), Path(driving)
     if output.suffix.lower() != ".mp4":
@@ -198,8 +204,10 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         raise ValueError("a few-shot model needs --reference images of the person or scene to render")
     if not is_few_shot(model) and references:
         raise ValueError("--reference is for few-shot models; this checkpoint is a vid2vid model")
-    if compile_model:
-        model = torch.compile(model)
+    if finetune_steps < 0:
+        raise ValueError(f"--finetune takes a number of steps, 0 or more, got {finetune_steps}")
+    if finetune_steps and not is_few_shot(model):
+        raise ValueError("--finetune is for few-shot models; this checkpoint is a vid2vid model")
 
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-generate-")))
@@ -210,6 +218,17 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
             raise DataError(f"{root}: no sequence {sequence!r} (has {', '.join(s.name for s in sequences)})")
         refs = load_references(_reference_locations([Path(r) for r in references], cfg.task, workdir), cfg) \
             if references else None
+        if finetune_steps:
+            from vid2vid.finetune import finetune_checkpoint_model
+
+            refs = References(refs.labels.to(torch_device), refs.images.to(torch_device))
+            tuned = finetune_checkpoint_model(
+                checkpoint, model, refs, finetune_steps, lr=finetune_lr, amp_dtype=amp, seed=seed,
+                progress=progress, notice=(lambda line: print(line, file=sys.stderr)) if progress else None,
+                on_step=None if on_finetune is None else lambda i, _: on_finetune(i + 1, finetune_steps))
+            model = tuned.model
+        if compile_model:
+            model = torch.compile(model)
         if fps is None:
             fps = video_info(driving).fps if is_video(driving) else 25.0
         frames_tmp = None

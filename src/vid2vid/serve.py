@@ -68,6 +68,7 @@ class Limits:
     max_input_resolution: int = 4096  # longest side of an uploaded image or video
     max_references: int = 8
     max_queue: int = 8  # jobs waiting, besides the one rendering
+    max_finetune_steps: int = 300  # fine-tuning steps a job may ask for (a step costs about a frame's training)
 
 
 class BadRequest(Exception):
@@ -93,6 +94,8 @@ class Job:
     identity: tuple[int, int] | None = None  # (built-in index, K) instead of uploaded references
     driving: Path | None = None
     motion: int | None = None  # a built-in index instead of an uploaded driving input
+    finetune: int = 0  # steps of fine-tuning on the references before rendering
+    phase: str = "render"  # while running: "finetune", then "render"
     names: dict[str, str] = field(default_factory=dict)  # paths in messages -> what the user calls them
     state: str = "queued"
     done: int = 0
@@ -106,9 +109,9 @@ class Job:
         return self.folder / "uploads"
 
     def status(self, position: int | None) -> dict:
-        status = {"id": self.id, "state": self.state, "done": self.done, "total": self.total,
+        status = {"id": self.id, "state": self.state, "phase": self.phase, "done": self.done, "total": self.total,
                   "fps": self.done / self.seconds if self.seconds > 0 else 0.0, "message": self.message,
-                  "size": list(self.size)}
+                  "size": list(self.size), "finetune": self.finetune}
         if position is not None:
             status["ahead"] = position
         if self.state == "done":
@@ -155,7 +158,8 @@ class Worker:
             "builtin": {"identities": list(BUILTIN) if self.few_shot else [], "motions": list(BUILTIN)},
             "limits": {"max_upload_mb": self.limits.max_upload_mb, "max_frames": self.limits.max_frames,
                        "max_resolution": self.limits.max_resolution,
-                       "max_references": self.limits.max_references, "max_queue": self.limits.max_queue},
+                       "max_references": self.limits.max_references, "max_queue": self.limits.max_queue,
+                       "max_finetune_steps": self.limits.max_finetune_steps if self.few_shot else 0},
             "label_file": MODALITIES[LABEL_MODALITY[self.data.task]].description
             if self.data.task in LABEL_MODALITY else None,
             "trained_iterations": info.get("iteration"),
@@ -242,15 +246,22 @@ class Worker:
         for i, path in enumerate(references):
             write_image(job.folder / f"reference_{i}.png", read_image(path))
 
-        def progress(done: int, total: int) -> None:
-            job.done, job.total = done, total
-            job.seconds = time.perf_counter() - job.started
-            if self.stopping.is_set():
-                raise ServerStopping("the server stopped")
+        def progress(phase: str):
+            def report(done: int, total: int) -> None:
+                if phase == "render" and job.phase != "render":  # the clock of frames/s starts with the frames
+                    job.started = time.perf_counter()
+                job.phase, job.done, job.total = phase, done, total
+                job.seconds = time.perf_counter() - job.started
+                if self.stopping.is_set():
+                    raise ServerStopping("the server stopped")
+            return report
 
+        if job.finetune:
+            job.phase = "finetune"
         generate(self.checkpoint, job.driving, job.folder / "result.mp4", references, size=job.size,
                  max_frames=job.frames, device=str(self.device), precision=self.precision, progress=False,
-                 model=self.model, labels_output=job.folder / "labels.mp4", on_frame=progress)
+                 model=self.model, labels_output=job.folder / "labels.mp4", on_frame=progress("render"),
+                 finetune_steps=job.finetune, on_finetune=progress("finetune"))
 
     def _forget_old(self) -> None:
         with self.lock:
@@ -409,7 +420,8 @@ def parse_count(text: str, what: str, low: int, high: int) -> int:
 
 
 def read_job_form(form, worker: Worker) -> Job:
-    """The fields: size (HxW, one of info's sizes), frames (at most max_frames);
+    """The fields: size (HxW, one of info's sizes), frames (at most max_frames), finetune (steps of fine-tuning on
+    the references first, few-shot; at most max_finetune_steps);
     references: uploaded images (with label files named like them, optional) or identity (a built-in index)
     and k; driving: one file (a video or a .zip of a prepared folder), files with relative paths (a prepared
     folder, picked in the browser), or motion (a built-in index)."""
@@ -422,6 +434,10 @@ def read_job_form(form, worker: Worker) -> Job:
     job_id = uuid.uuid4().hex[:12]
     folder = worker.work_dir / "jobs" / job_id
     job = Job(job_id, folder, worker.few_shot, size, frames)
+    if form.get("finetune"):
+        if not worker.few_shot:
+            raise BadRequest("this is a vid2vid model: fine-tuning on references is for few-shot models")
+        job.finetune = parse_count(form.get("finetune"), "fine-tuning steps", 0, limits.max_finetune_steps)
     job.uploads.mkdir(parents=True)
     for folder_name in ("uploads/references/", "uploads/driving/", "uploads/labelled_references/images/references/",
                         "uploads/", ""):

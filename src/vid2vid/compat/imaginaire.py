@@ -297,3 +297,122 @@ def load_generator(ckpt_path: str | Path, config_path: str | Path, use_ema: bool
     model = model_cls(model_cfg)
     model.load_state_dict(convert_state_dict(source, model, rules, origin=str(ckpt_path)))
     return model.eval()
+
+
+# ------------------------------------------------------------------------------------------ discriminators
+
+# imaginaire's fs_vid2vid Discriminator: net_D (image) and net_D_<name> (additional region Ds) are each a
+# MultiPatchDiscriminator of scales discriminator_<s>, layers layer<i>.0.layers.{conv,norm}; the last layer is
+# the 1-channel head. Ours: image.discriminators.<s>, face.patch.discriminators.<s>, blocks.<i>.{0 conv,1 norm}.
+_D_KEY = re.compile(r"^(net_D|net_D_face)\.discriminator_(\d+)\.layer(\d+)\.0\.layers\.(conv|norm)\.(\w+)$")
+_D_PARTS = {"net_D": "image.discriminators", "net_D_face": "face.patch.discriminators"}
+
+
+def read_discriminator_state(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """net_D of a full imaginaire checkpoint (its `module.` wrapper prefix removed), or None if it has none."""
+    raw = read_torch_file(path, "PyTorch checkpoint")
+    state = raw.get("net_D") if isinstance(raw, dict) else None
+    if not isinstance(state, dict):
+        return None
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def translate_discriminator_key(key: str, discriminators: torch.nn.Module) -> str | None:
+    """imaginaire discriminator key -> ours; "" for a conv bias that the following instance norm cancels
+    (ours have none); None where nothing fits."""
+    m = _D_KEY.match(key)
+    if m is None:
+        return None
+    part, scale, layer, kind, leaf = m.groups()
+    prefix = f"{_D_PARTS[part]}.{scale}"
+    try:
+        blocks = len(discriminators.get_submodule(f"{prefix}.blocks"))
+    except AttributeError:
+        return None
+    layer = int(layer)
+    if layer == blocks:  # the head: conv only
+        return f"{prefix}.head.{_LEAVES.get(leaf, leaf)}" if kind == "conv" else None
+    block = discriminators.get_submodule(f"{prefix}.blocks.{layer}")
+    has_norm = len(block) == 3
+    if kind == "norm":
+        return f"{prefix}.blocks.{layer}.1.{leaf}" if has_norm else None
+    if leaf == "bias" and has_norm:
+        return ""
+    return f"{prefix}.blocks.{layer}.0.{_LEAVES.get(leaf, leaf)}"
+
+
+def convert_discriminators(source: dict[str, torch.Tensor], discriminators: torch.nn.Module,
+                           origin: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Every target parameter matched once, every source key used or (conv biases before instance norm) named
+    as ignored; CheckpointError naming what did not fit."""
+    target = discriminators.state_dict()
+    converted, unexpected, mismatched = {}, [], []
+    for key, value in source.items():
+        ours = translate_discriminator_key(key, discriminators)
+        if ours == "":
+            continue
+        if ours is None or ours not in target:
+            unexpected.append(key)
+        elif tuple(value.shape) != tuple(target[ours].shape):
+            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target[ours].shape)}")
+        else:
+            converted[ours] = value
+    problems = ([f"missing {k}" for k in target if k not in converted] + [f"unexpected {k}" for k in unexpected]
+                + [f"shape {k}" for k in mismatched])
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise CheckpointError(f"{origin}: net_D does not fit the configured discriminators: "
+                              f"{'; '.join(problems[:10])}{more}")
+    return converted
+
+
+def training_config(cfg: dict, model: torch.nn.Module) -> dict:
+    """Our training config (as a dict) for the discriminators and losses of an imaginaire fs_vid2vid YAML: what
+    fine-tuning a converted checkpoint needs. Its temporal D is off (imaginaire's released recipes have none)."""
+    image = _get(cfg, "dis.image", {}) or {}
+    face = _get(cfg, "dis.additional_discriminators.face")
+    crop = _crop_size(cfg["data"])
+    height = crop[0] if crop else 512
+
+    def patch(node, num_layers):
+        return {"num_filters": node.get("num_filters", 64), "max_filters": node.get("max_num_filters", 512),
+                "num_scales": node.get("num_discriminators", 1), "num_layers": node.get("num_layers", num_layers),
+                "kernel_size": node.get("kernel_size", 4), "spectral": node.get("weight_norm_type") == "spectral",
+                "norm": node.get("activation_norm_type", "none") == "instance"}
+
+    task = "pose" if model.cfg.label_channels == 6 else "face"
+    discriminator = {"image": patch(image, 4), "temporal": {"enabled": False}}
+    if face is not None:
+        # imaginaire resizes face crops to H // 32 * 8 (128 at 512).
+        discriminator["face"] = {"enabled": True, "crop_size": height // 32 * 8, "patch": patch(face, 3)}
+    weights = _get(cfg, "trainer.loss_weight", {}) or {}
+    loss = {key: float(weights[name]) for key, name in (("gan", "gan"), ("feature_matching", "feature_matching"),
+                                                        ("perceptual", "perceptual"), ("flow", "flow"))
+            if name in weights}
+    if "flow" in loss:  # imaginaire weighs its flow, warp and mask terms all by `flow`
+        loss.update(warp=loss["flow"], mask=loss["flow"])
+    if face is not None and "loss_weight" in face:
+        loss["region_gan"] = float(face["loss_weight"])
+    optim = {"lr_G": float(_get(cfg, "gen_opt.lr", 1e-4)), "lr_D": float(_get(cfg, "dis_opt.lr", 4e-4))}
+    return {"model": "fs_vid2vid", "data": {"task": task}, "generator": model.cfg.to_dict(),
+            "discriminator": discriminator, "loss": {"weights": loss}, "optim": optim}
+
+
+def load_discriminators(ckpt_path: str | Path, config_path: str | Path, model: torch.nn.Module):
+    """(training config dict, our Discriminators with its net_D weights) for a few-shot checkpoint that holds
+    net_D; None for one without (released generator-only files, vid2vid)."""
+    from vid2vid.training.config import TrainConfig
+    from vid2vid.training.nets import Discriminators
+
+    if not isinstance(model, FewShotGenerator):
+        return None
+    source = read_discriminator_state(ckpt_path)
+    if source is None:
+        return None
+    values = training_config(load_config(config_path), model)
+    try:
+        discriminators = Discriminators(TrainConfig.from_dict(values))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: dis: {exc}") from None
+    discriminators.load_state_dict(convert_discriminators(source, discriminators, str(ckpt_path)))
+    return values, discriminators

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from vid2vid.data import DataError, render
 from vid2vid.data.layout import Sequence, scan
-from vid2vid.data.teacher_flow import compose, dis_flow, read_flow
+from vid2vid.data.teacher_flow import compose, dis_flow, read_flow, reference_flows
 from vid2vid.data.video import read_id_map, read_image
 from vid2vid.settings import Settings
 
@@ -292,28 +292,9 @@ class VideoClips(Dataset):
             sample["ref_images"] = torch.stack([image_to_tensor(crop_resize(f.image, ref_box, cfg.size, False))
                                                 for f in ref_frames])
             if cfg.teacher_flow:
-                sample["ref_flow"], sample["ref_flow_confidence"] = self.reference_flows(sample)
+                sample["ref_flow"], sample["ref_flow_confidence"] = reference_flows(
+                    sample["labels"], sample["images"], sample["ref_labels"], sample["ref_images"], cfg.task)
         return sample
-
-    def reference_flows(self, sample: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher flow from every clip frame to every reference, (T, K, 2, H, W) backward (frame(p) ~
-        reference(p + flow(p))), and its confidence (T, K, 1, H, W): OpenCV DIS between the two crops. For pose
-        data with DensePose it reads the DensePose maps, as imaginaire's teacher does (body-surface coordinates
-        match across poses where clothes' colours and lighting may not); otherwise the images."""
-        use_densepose = (self.cfg.task == "pose" and bool((sample["labels"][:, 2] > -1).any())
-                         and bool((sample["ref_labels"][:, 2] > -1).any()))
-
-        def pictures(labels, images):
-            x = labels[:, :3] if use_densepose else images
-            return [((v.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8) for v in x]
-
-        references = pictures(sample["ref_labels"], sample["ref_images"])
-        flows, confidences = [], []
-        for target in pictures(sample["labels"], sample["images"]):
-            pairs = [dis_flow(target, reference) for reference in references]
-            flows.append(torch.stack([to_tensor(f) for f, _ in pairs]))
-            confidences.append(torch.stack([torch.from_numpy(c)[None] for _, c in pairs]))
-        return torch.stack(flows), torch.stack(confidences)
 
     def references(self, sequence: Sequence, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference labels (K, C, H, W) and images (K, 3, H, W) of given frames, without augmentation."""

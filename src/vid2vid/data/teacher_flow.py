@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from vid2vid.data import DataError
 from vid2vid.files import atomic_write_bytes
@@ -58,6 +59,28 @@ def compose(later: np.ndarray, earlier: np.ndarray, later_confidence: np.ndarray
     earlier_there = sample(np.concatenate([earlier, earlier_confidence[..., None]], axis=-1), later)
     flow = later + earlier_there[..., :2]
     return flow, later_confidence * earlier_there[..., 2]
+
+
+def reference_flows(labels: torch.Tensor, images: torch.Tensor, ref_labels: torch.Tensor, ref_images: torch.Tensor,
+                    task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher flow from every frame (labels (T, C, H, W), images (T, 3, H, W) in [-1, 1]) to every reference
+    (K, ...): (T, K, 2, H, W) backward, frame(p) ~ reference(p + flow(p)), and its confidence (T, K, 1, H, W).
+
+    For pose data with DensePose it reads the DensePose maps, as imaginaire's teacher does (body-surface
+    coordinates match across poses where clothes' colours and lighting may not); otherwise the images."""
+    use_densepose = task == "pose" and bool((labels[:, 2] > -1).any()) and bool((ref_labels[:, 2] > -1).any())
+
+    def pictures(label, image):
+        x = label[:, :3] if use_densepose else image
+        return [((v.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8) for v in x]
+
+    references = pictures(ref_labels, ref_images)
+    flows, confidences = [], []
+    for target in pictures(labels, images):
+        pairs = [dis_flow(target, reference) for reference in references]
+        flows.append(torch.stack([torch.from_numpy(f.transpose(2, 0, 1).copy()) for f, _ in pairs]))
+        confidences.append(torch.stack([torch.from_numpy(c)[None] for _, c in pairs]))
+    return torch.stack(flows).to(images.device), torch.stack(confidences).to(images.device)
 
 
 def write_flow(path: str | Path, flow: np.ndarray, confidence: np.ndarray) -> None:

@@ -94,7 +94,7 @@ def discriminator_terms(D: Discriminators, batch: dict, t: int, fake: torch.Tens
                   lambda w=real_window, f=flows, s=scale: D.temporal(w, f, s))
 
     for name, region in (("face", D.face), ("hands", D.hands)):
-        if region is None:
+        if region is None or "keypoints" not in batch:  # fine-tuning on loose references has no keypoints
             continue
         boxes, index = region_boxes(batch["keypoints"][:, t], fake.shape[-2:], name, region.crop_size)
         if boxes is None:
@@ -178,14 +178,17 @@ def update_discriminators(nets: Nets, batch: dict, t: int, out, past: list[torch
 
 def update_generator(nets: Nets, batch: dict, t: int, out, past: list[torch.Tensor], cfg: TrainConfig,
                      where: str, last_checkpoint: Path | None) -> dict:
-    """One G update on frame t, D frozen: gradients reach G through this frame only. Returns its terms."""
-    nets.D.requires_grad_(False)
+    """One G update on frame t, D frozen: gradients reach G through this frame only. Without discriminators
+    (nets.D None: fine-tuning a model that came without them) only the non-adversarial terms. Returns its terms."""
+    terms = {}
     with nets.autocast():
-        terms = discriminator_terms(nets.D, batch, t, out.fake_images, past, reference_index(out), cfg,
-                                    for_discriminator=False)
+        if nets.D is not None:
+            nets.D.requires_grad_(False)
+            terms = discriminator_terms(nets.D, batch, t, out.fake_images, past, reference_index(out), cfg,
+                                        for_discriminator=False)
+            nets.D.requires_grad_(True)
         terms.update(generator_terms(out, batch, t, cfg, nets.perceptual))
         terms["G/total"] = weighted_total(terms, cfg.loss.weights)
-    nets.D.requires_grad_(True)
     check_finite(terms, where, last_checkpoint)
     nets.opt_G.zero_grad(set_to_none=True)
     backward(terms["G/total"], nets.scaler)

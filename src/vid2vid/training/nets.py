@@ -52,10 +52,10 @@ def init_weights(model: torch.nn.Module, gain: float = 0.02) -> None:
 class Nets:
     """What one training step reads and updates."""
     G: torch.nn.Module
-    D: Discriminators
-    average: ModelAverage
+    D: Discriminators | None  # None: fine-tuning without discriminators
+    average: ModelAverage | None  # None: fine-tuning keeps no average
     opt_G: torch.optim.Optimizer
-    opt_D: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer | None
     scaler: torch.amp.GradScaler | None
     perceptual: losses.PerceptualLoss | None
     device: torch.device

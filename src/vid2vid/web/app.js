@@ -38,6 +38,9 @@ async function load() {
     `runs on ${info.device}.`;
   $("references-box").hidden = !info.few_shot;
   $("k").max = info.limits.max_references;
+  $("finetune-box").hidden = !info.limits.max_finetune_steps;
+  $("finetune-steps").max = info.limits.max_finetune_steps;
+  $("finetune-steps").value = Math.min(100, info.limits.max_finetune_steps);
   $("frames").max = info.limits.max_frames;
   $("frames").value = Math.min(32, info.limits.max_frames);
   if (info.label_file) {
@@ -80,6 +83,7 @@ function formData() {
     } else {
       for (const file of $("references").files) form.append("references", file);
     }
+    if ($("finetune").checked) form.append("finetune", $("finetune-steps").value);
   }
   const source = checked("drive-source");
   if (source === "builtin") {
@@ -135,6 +139,11 @@ async function follow(id) {
       const ahead = job.ahead || 0;
       $("status-text").textContent = `Waiting in the queue: ${ahead} job${ahead === 1 ? "" : "s"} ahead.`;
       $("progress").removeAttribute("value");
+    } else if (job.state === "running" && job.phase === "finetune") {
+      $("status-text").textContent = job.total
+        ? `Fine-tuning on the references: ${job.done} / ${job.total} steps.`
+        : "Preparing the references for fine-tuning…";
+      $("progress").value = job.total ? job.done / job.total : 0;
     } else if (job.state === "running") {
       $("status-text").textContent = job.total
         ? `Rendering: ${job.done} / ${job.total} frames, ${job.fps.toFixed(1)} frames/s.`

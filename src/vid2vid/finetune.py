@@ -1,0 +1,196 @@
+"""Test-time fine-tuning of a few-shot generator on its references, as few-shot vid2vid's `--finetune` and
+imaginaire's `finetune` (its dancing inference config: 100 iterations) do it.
+
+Each step takes one reference as the target (its own label as the input, the other references as the few-shot
+set; with K = 1 the reference itself), rolls and flips the target pair at random, and makes one full training
+update on that single frame: the discriminators (when the checkpoint has them), then the generator, with the
+recipe's losses and weights. Only the layers imaginaire fine-tunes move: the weight generator's MLP heads
+(imaginaire's `weight_generator.fc*`), the image decoder (`up*`) and the output conv (`conv_img`); in our names
+`weight_generator.heads.*`, `decoder.*` and `to_image.*`. The loaded model is never changed: a copy is tuned.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from tqdm import tqdm
+
+from vid2vid import losses
+from vid2vid.checkpoint import CheckpointError, first_line, model_folder, read_model_info
+from vid2vid.config import read_yaml_mapping
+from vid2vid.data.teacher_flow import reference_flows
+from vid2vid.files import atomic_write, atomic_write_bytes
+from vid2vid.nn.blocks import fold_spectral_norm
+from vid2vid.step import References, is_few_shot, new_history, step, unwrap
+from vid2vid.training.config import TrainConfig
+from vid2vid.training.frame_step import update_discriminators, update_generator
+from vid2vid.training.nets import Discriminators, Nets
+
+TRAINED_PREFIXES = ("weight_generator.heads.", "decoder.", "to_image.")
+DEFAULT_STEPS = 100  # imaginaire's finetune_iter for dancing
+TRAINING_CONFIG = "training.yaml"  # beside a converted checkpoint: the losses and discriminators it was trained with
+
+
+@dataclass
+class FinetuneResult:
+    model: torch.nn.Module  # the tuned copy, in eval mode
+    steps: int
+    seconds: float
+    adversarial: bool  # False: no discriminators were at hand, only the non-adversarial terms were used
+    history: list[dict] = field(default_factory=list)  # per step: the G (and D) totals
+
+
+def trained_parameters(model: torch.nn.Module) -> list[str]:
+    return [name for name, _ in model.named_parameters() if name.startswith(TRAINED_PREFIXES)]
+
+
+def training_setup(checkpoint: str | Path, model: torch.nn.Module, device: torch.device
+                   ) -> tuple[TrainConfig, Discriminators | None]:
+    """The recipe a checkpoint was trained with and its discriminators, when the folder has them: a training run's
+    checkpoint (the run's config.yaml, discriminators.safetensors) or a converted imaginaire checkpoint
+    (training.yaml beside it). Otherwise default weights and no discriminators."""
+    folder = model_folder(checkpoint)
+    run_config = folder.parent.parent / "config.yaml"
+    config_file = folder / TRAINING_CONFIG if (folder / TRAINING_CONFIG).is_file() else run_config
+    if config_file.is_file():
+        try:
+            cfg = TrainConfig.from_dict(read_yaml_mapping(config_file))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{config_file}: {first_line(exc)}") from None
+    else:
+        data = dict(read_model_info(folder).get("data") or {"task": "pose" if model.cfg.label_channels == 6 else
+                                                             "face"})
+        cfg = TrainConfig.from_dict({"model": "fs_vid2vid", "data": data, "generator": unwrap(model).cfg.to_dict()})
+    weights = folder / "discriminators.safetensors"
+    if not weights.is_file() or not config_file.is_file():
+        return cfg, None
+    D = Discriminators(cfg)
+    try:
+        load_model(D, str(weights), device=str(device))
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise CheckpointError(f"{weights}: does not hold the discriminators of {config_file} "
+                              f"({first_line(exc)})") from None
+    return cfg, D.to(device)
+
+
+def save_discriminators(folder: str | Path, training: dict, discriminators: Discriminators) -> None:
+    """Discriminators and the training config they belong to, beside a (converted) checkpoint in folder."""
+    folder = Path(folder)
+    atomic_write(folder / "discriminators.safetensors", lambda tmp: save_model(discriminators, tmp))
+    atomic_write_bytes(folder / TRAINING_CONFIG, yaml.safe_dump(training, sort_keys=False).encode())
+
+
+def roll_and_flip(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random shift (up to 1/16 of the height and width, either way, wrapping round) and, half the time,
+    horizontal flip of a (B, C, H, W) label and image: imaginaire's random_roll."""
+    h, w = label.shape[-2:]
+    dy = int(torch.randint(-(h // 16), h // 16 + 1, (), generator=rng))
+    dx = int(torch.randint(-(w // 16), w // 16 + 1, (), generator=rng))
+    flip = bool(torch.rand((), generator=rng) < 0.5)
+
+    def move(x):
+        x = x.roll((dy, dx), dims=(-2, -1))
+        return x.flip(-1) if flip else x
+    return move(label), move(image)
+
+
+def finetune(model: torch.nn.Module, references: References, steps: int = DEFAULT_STEPS, *,
+             cfg: TrainConfig | None = None, discriminators: Discriminators | None = None,
+             lr: float | None = None, amp_dtype: torch.dtype | None = None, seed: int = 0,
+             perceptual: losses.PerceptualLoss | None = None, progress: bool = False,
+             on_step: Callable[[int, dict], None] | None = None) -> FinetuneResult:
+    """A copy of a few-shot model tuned for `steps` updates on references (labels (1, K, C, H, W), images
+    (1, K, 3, H, W)); the model and discriminators given are left as they were.
+
+    cfg gives the loss weights and the task (default: imaginaire's weights); lr the generator's learning rate
+    (default the recipe's lr_G; the discriminators take lr_D). Deterministic for a seed. on_step(i, terms) is
+    called after every step (for a progress display)."""
+    if not is_few_shot(model):
+        raise ValueError("fine-tuning is for few-shot models; this is a vid2vid model")
+    if steps < 0:
+        raise ValueError(f"fine-tuning steps must be 0 or more, got {steps}")
+    if references.labels.shape[0] != 1:
+        raise ValueError("fine-tune on one set of references at a time (batch 1)")
+    for j, label in enumerate(references.labels[0]):
+        if not bool(label.amax() > label.amin()):  # nothing drawn: no person or face was found in it
+            raise ValueError(f"reference {j + 1} has an empty label (no person or face found in it); fine-tuning "
+                             "needs references with labels")
+    if cfg is None:
+        task = "pose" if model.cfg.label_channels == 6 else "face"
+        cfg = TrainConfig.from_dict({"model": "fs_vid2vid", "data": {"task": task},
+                                     "generator": unwrap(model).cfg.to_dict()})
+    device = references.images.device
+    G = fold_spectral_norm(copy.deepcopy(unwrap(model))).train()
+    G.reset()
+    names = set(trained_parameters(G))
+    for name, p in G.named_parameters():
+        p.requires_grad_(name in names)
+    D = copy.deepcopy(discriminators).train() if discriminators is not None else None
+    opt = cfg.optim
+    opt_G = torch.optim.Adam([p for n, p in G.named_parameters() if n in names], lr=lr or opt.lr_G,
+                             betas=opt.betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=opt.lr_D, betas=opt.betas) if D is not None else None
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    nets = Nets(G, D, None, opt_G, opt_D, scaler, perceptual, device, amp_dtype)
+
+    torch.manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
+    k = references.labels.shape[1]
+    history = []
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress)
+    for i in bar:
+        target = int(torch.randint(k, (), generator=rng))
+        others = [j for j in range(k) if j != target] or [target]
+        label, image = roll_and_flip(references.labels[:, target], references.images[:, target], rng)
+        ref_labels, ref_images = references.labels[:, others], references.images[:, others]
+        ref_flow, ref_confidence = reference_flows(label, image, ref_labels[0], ref_images[0], cfg.data.task)
+        batch = {"labels": label[:, None], "images": image[:, None], "ref_labels": ref_labels,
+                 "ref_images": ref_images, "ref_flow": ref_flow[None], "ref_flow_confidence": ref_confidence[None]}
+        with nets.autocast():
+            out = step(G, label, new_history(G), References(ref_labels, ref_images))
+        where = f"fine-tuning step {i}"
+        terms = update_discriminators(nets, batch, 0, out, [], cfg, where, None) if D is not None else {}
+        terms.update(update_generator(nets, batch, 0, out, [], cfg, where, None))
+        totals = {name: float(terms[name].detach()) for name in ("G/total", "D/total") if name in terms}
+        history.append(totals)
+        bar.set_postfix({name.split("/")[0]: f"{value:.3f}" for name, value in totals.items()})
+        if on_step is not None:
+            on_step(i, totals)
+    G.requires_grad_(True)
+    G.eval()
+    G.reset()
+    return FinetuneResult(G, steps, time.perf_counter() - start, D is not None, history)
+
+
+def finetune_checkpoint_model(checkpoint: str | Path, model: torch.nn.Module, references: References, steps: int,
+                              *, lr: float | None = None, amp_dtype: torch.dtype | None = None, seed: int = 0,
+                              progress: bool = False, on_step: Callable[[int, dict], None] | None = None,
+                              notice: Callable[[str], None] | None = None) -> FinetuneResult:
+    """finetune() with what the checkpoint folder offers: its recipe's weights, its discriminators, the recipe's
+    VGG19 weights for the perceptual term. Without discriminators it says so through notice() and tunes with L1
+    (weighted as feature matching, if the recipe has none), perceptual and flow terms."""
+    if not is_few_shot(model):
+        raise ValueError("--finetune is for few-shot models; this checkpoint is a vid2vid model")
+    cfg, discriminators = training_setup(checkpoint, model, references.images.device)
+    if discriminators is None:
+        weights = cfg.loss.weights
+        weights.l1 = weights.l1 or weights.feature_matching
+        if notice is not None:
+            notice(f"{model_folder(checkpoint)}: no discriminators here; fine-tuning with L1 (weight {weights.l1:g}), "
+                   "perceptual (with VGG19 weights) and flow terms only")
+    perceptual = None
+    if cfg.loss.weights.perceptual > 0:
+        vgg = losses.load_vgg19(cfg.loss.vgg19_weights)
+        if vgg is not None:
+            perceptual = losses.PerceptualLoss(vgg, num_scales=cfg.loss.perceptual_scales).to(references.images.device)
+    return finetune(model, references, steps, cfg=cfg, discriminators=discriminators, lr=lr, amp_dtype=amp_dtype,
+                    seed=seed, perceptual=perceptual, progress=progress, on_step=on_step)

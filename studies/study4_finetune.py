@@ -1,0 +1,41 @@
+"""Study 4: test-time fine-tuning on the references (`--finetune`) for dancers never seen in training.
+
+Held-out identities 1000-1003 doing the motions of identities 1050-1053 (never trained on either), references
+from another video of the same identity; K = 1 and 2, fine-tuning off and 100 steps (imaginaire's dancing
+inference), for a given few-shot checkpoint (the `make demo` model, a longer-trained one).
+
+    python studies/study4_finetune.py --checkpoint demo_out/run --name demo   (about 10 minutes on 2 CPU cores)
+"""
+
+import argparse
+import json
+
+from common import HELD_OUT_INDEX, RESULTS, synth, threads
+
+from vid2vid.evaluate import evaluate
+
+OUT = RESULTS / "finetune"
+SIZE = (64, 64)
+KS = [1, 2]
+STEPS = [0, 100]
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="a few-shot checkpoint (or run folder) at 64x64")
+    parser.add_argument("--name", required=True, help="the report's name under studies/results/finetune/")
+    args = parser.parse_args()
+    threads()
+    refs = synth("dancers", OUT / "data" / "references", sequences=4, frames=16, size=SIZE,
+                 first_index=HELD_OUT_INDEX)
+    held_out = synth("dancers", OUT / "data" / "heldout", sequences=4, frames=16, size=SIZE,
+                     first_index=HELD_OUT_INDEX, motion_offset=50)
+    report = evaluate(args.checkpoint, held_out, OUT / "reports" / args.name, KS, references=refs, overwrite=True,
+                      pose_error=False, progress=False, finetune_steps=STEPS)
+    print("| model | K | fine-tuning steps | PSNR (dB) | SSIM | warping error | s fine-tuning / sequence |")
+    print("|---|---|---|---|---|---|---|")
+    for scores in report["results"].values():
+        print(f"| {args.name} | {scores['K']} | {scores.get('finetune_steps', 0)} | {scores['psnr']:.2f} | "
+              f"{scores['ssim']:.3f} | {scores['warping_error']:.3f} | "
+              f"{scores.get('finetune_seconds_per_sequence', 0):.1f} |")
+    print(f"ground truth warping error {report['ground_truth']['warping_error']:.3f}")
+    (OUT / "reports" / args.name / "table.json").write_text(json.dumps(report["results"], indent=2) + "\n")

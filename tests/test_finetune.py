@@ -1,0 +1,220 @@
+"""Test-time fine-tuning on the references: what moves, what stays, what it improves, where discriminators come
+from (a run folder, a converted imaginaire checkpoint, none), and the command line."""
+
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vid2vid.cli import main
+from vid2vid.data.datasets import VideoClips
+from vid2vid.finetune import (
+    TRAINED_PREFIXES,
+    finetune,
+    finetune_checkpoint_model,
+    roll_and_flip,
+    trained_parameters,
+    training_setup,
+)
+from vid2vid.generate import data_config_for, load_for_inference
+from vid2vid.step import References, new_history, step
+
+from .conftest import parity_dir, train_on_tiny_dancers
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny few-shot run (its checkpoint has discriminators) and held-out references of an unseen dancer."""
+    root = tmp_path_factory.mktemp("finetune")
+    checkpoint = train_on_tiny_dancers(root, heldout_sequences=1, heldout_frames=6, references=True)
+    model = load_for_inference(checkpoint, torch.device("cpu"))
+    cfg = data_config_for(checkpoint, model, None)
+    clips = VideoClips(root / "refs", cfg)
+    labels, images = clips.references(clips.sequences[0], [0, 4])
+    return checkpoint, model, References(labels[None], images[None]), root
+
+
+def reconstruction_error(model, refs: References) -> float:
+    """Each reference rendered from its own label with the other one as the few-shot set: mean L1."""
+    errors = []
+    model.eval()
+    for i in range(refs.labels.shape[1]):
+        others = [j for j in range(refs.labels.shape[1]) if j != i]
+        model.reset()
+        with torch.no_grad():
+            out = step(model, refs.labels[:, i], new_history(model),
+                       References(refs.labels[:, others], refs.images[:, others]))
+        errors.append(float((out.fake_images - refs.images[:, i]).abs().mean()))
+    return sum(errors) / len(errors)
+
+
+def test_only_the_layers_upstream_tunes_move_and_the_original_stays(run):
+    checkpoint, model, refs, _ = run
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg, discriminators = training_setup(checkpoint, model, torch.device("cpu"))
+    assert discriminators is not None  # a training run's checkpoint has them
+    d_before = {k: v.clone() for k, v in discriminators.state_dict().items()}
+    result = finetune(model, refs, 5, cfg=cfg, discriminators=discriminators)
+    assert result.adversarial and result.steps == 5 and len(result.history) == 5
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, d_before[k]) for k, v in discriminators.state_dict().items())
+    tuned = result.model.state_dict()
+    assert tuned.keys() == original.keys()
+    changed = {k for k in tuned if not torch.equal(tuned[k], original[k])}
+    assert changed and all(k.startswith(TRAINED_PREFIXES) for k in changed), sorted(changed)[:5]
+    assert changed <= set(trained_parameters(model))
+    assert any(k.startswith("weight_generator.heads.") for k in changed)
+    assert any(k.startswith("decoder.") for k in changed) and any(k.startswith("to_image.") for k in changed)
+    assert not result.model.training
+
+
+def test_fine_tuning_lowers_the_reconstruction_error_of_the_references(run):
+    checkpoint, model, refs, _ = run
+    before = reconstruction_error(model, refs)
+    tuned = finetune_checkpoint_model(checkpoint, model, refs, 40, lr=3e-4).model
+    after = reconstruction_error(tuned, refs)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_deterministic_for_a_seed(run):
+    checkpoint, model, refs, _ = run
+    a = finetune_checkpoint_model(checkpoint, model, refs, 3, seed=1).model.state_dict()
+    b = finetune_checkpoint_model(checkpoint, model, refs, 3, seed=1).model.state_dict()
+    c = finetune_checkpoint_model(checkpoint, model, refs, 3, seed=2).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_roll_and_flip_moves_label_and_image_together():
+    label = torch.arange(2 * 32 * 32, dtype=torch.float32).view(1, 2, 32, 32)
+    image = torch.arange(3 * 32 * 32, dtype=torch.float32).view(1, 3, 32, 32) * 7
+    rng = torch.Generator().manual_seed(0)
+    shifts = set()
+    for _ in range(20):
+        rolled_label, rolled_image = roll_and_flip(label, image, rng)
+        found = [(dy, dx, flip) for dy in range(-2, 3) for dx in range(-2, 3) for flip in (False, True)
+                 if torch.equal(rolled_label, _moved(label, dy, dx, flip))]
+        assert len(found) == 1
+        dy, dx, flip = found[0]
+        assert torch.equal(rolled_image, _moved(image, dy, dx, flip))
+        shifts.add(found[0])
+    assert len(shifts) > 5  # shifts of up to 32 / 16 = 2 pixels either way, and flips
+
+
+def _moved(x, dy, dx, flip):
+    x = x.roll((dy, dx), dims=(-2, -1))
+    return x.flip(-1) if flip else x
+
+
+def test_without_discriminators_it_says_so_and_uses_l1(run, tmp_path):
+    checkpoint, model, refs, _ = run
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (bare / name).write_bytes((checkpoint / name).read_bytes())
+    notices = []
+    result = finetune_checkpoint_model(bare, model, refs, 2, notice=notices.append)
+    assert not result.adversarial
+    assert len(notices) == 1 and notices[0].startswith(f"{bare}: no discriminators here; fine-tuning with L1")
+    assert set(result.history[0]) == {"G/total"}
+
+
+def test_bad_requests_are_one_line_errors(run, tmp_path):
+    checkpoint, model, refs, root = run
+    with pytest.raises(ValueError, match="0 or more"):
+        finetune(model, refs, -1)
+    empty = References(torch.full_like(refs.labels, -1.0), refs.images)
+    with pytest.raises(ValueError, match="reference 1 has an empty label"):
+        finetune(model, empty, 1)
+    from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
+    street = Vid2VidGenerator(Vid2VidConfig(label_channels=6, num_filters=4, max_filters=16, num_layers=3,
+                                            num_downsamples_img=2, embed_num_downsamples=3, flow_num_downsamples=2,
+                                            flow_res_blocks=1, first_frame_size=(32, 32)))
+    with pytest.raises(ValueError, match="fine-tuning is for few-shot models"):
+        finetune(street, refs, 1)
+
+
+def test_generate_and_evaluate_fine_tune_from_the_command_line(run, tmp_path, capsys):
+    checkpoint, model, refs, root = run
+    reference = sorted((root / "refs" / "images").glob("*/*.png"))[0]
+    out = tmp_path / "tuned.mp4"
+    args = ["generate", "--checkpoint", str(checkpoint), "--driving", str(root / "heldout"), "--reference",
+            str(reference), "-o", str(out), "--quiet"]
+    assert main(args + ["--finetune", "2", "--finetune-lr", "0.001"]) == 0
+    assert out.stat().st_size > 0
+    assert main(args + ["--finetune", "-3", "--overwrite"]) == 2
+    assert "argument --finetune: must be at least 0, got -3" in capsys.readouterr().err
+    report = tmp_path / "report"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(root / "heldout"), "--references",
+                 str(root / "refs"), "--K", "1", "--finetune", "0", "2", "-o", str(report), "--no-pose-error",
+                 "--quiet"]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"K=1 finetune=0", "K=1 finetune=2"}
+    tuned = metrics["results"]["K=1 finetune=2"]
+    assert tuned["finetune_steps"] == 2 and tuned["finetune_seconds_per_sequence"] > 0
+    assert "finetune_steps" not in metrics["results"]["K=1 finetune=0"]
+    assert metrics["results"]["K=1 finetune=0"]["psnr"] != tuned["psnr"]
+    assert (report / "frames_K1_finetune2.png").is_file()
+
+
+# ------------------------------------------------------------------- a converted imaginaire checkpoint
+
+
+def imaginaire_discriminator_state(discriminators) -> dict:
+    """Our discriminators' weights under imaginaire's fs_vid2vid names (net_D, net_D_face; each scale
+    discriminator_<s>, layers layer<i>.0.layers.{conv,norm}, the last layer the head; spectral norm as
+    weight_orig / weight_u / weight_v; every conv has a bias, also before instance norm)."""
+    leaves = {"parametrizations.weight.original": "weight_orig", "parametrizations.weight.0._u": "weight_u",
+              "parametrizations.weight.0._v": "weight_v", "bias": "bias", "weight": "weight"}
+    out = {}
+    for ours, part in (("image.discriminators", "net_D"), ("face.patch.discriminators", "net_D_face")):
+        for scale, patch in enumerate(discriminators.get_submodule(ours)):
+            layers = list(patch.blocks) + [patch.head]
+            for i, layer in enumerate(layers):
+                pieces = [("conv", layer if i == len(layers) - 1 else layer[0])]
+                if i < len(layers) - 1 and len(layer) == 3:
+                    pieces.append(("norm", layer[1]))
+                for kind, module in pieces:
+                    for name, value in module.state_dict().items():
+                        out[f"module.{part}.discriminator_{scale}.layer{i}.0.layers.{kind}.{leaves[name]}"] = value
+                    if kind == "conv" and module.bias is None:  # cancelled by the instance norm that follows
+                        out[f"module.{part}.discriminator_{scale}.layer{i}.0.layers.conv.bias"] = \
+                            torch.randn(module.out_channels)
+    return out
+
+
+def test_converted_imaginaire_checkpoint_with_discriminators_fine_tunes(tmp_path, capsys):
+    from vid2vid.compat.imaginaire import load_config, load_generator, training_config
+    from vid2vid.training.config import TrainConfig
+    from vid2vid.training.nets import Discriminators
+
+    root = parity_dir("fs_vid2vid_a")
+    generator_state = torch.load(root / "state_dict.pt", weights_only=True)
+    model = load_generator(root / "state_dict.pt", root / "config.yaml")
+    torch.manual_seed(0)
+    source = Discriminators(TrainConfig.from_dict(training_config(load_config(root / "config.yaml"), model)))
+    saved = {"net_G": {f"module.{k}": v for k, v in generator_state.items()},
+             "net_D": imaginaire_discriminator_state(source), "current_iteration": 7}
+    torch.save(saved, tmp_path / "ckpt.pt")
+    out = tmp_path / "converted"
+    assert main(["convert", "imaginaire", str(tmp_path / "ckpt.pt"), "--config", str(root / "config.yaml"),
+                 "-o", str(out)]) == 0
+    assert re.search(r"discriminators [\d,]+ parameters", capsys.readouterr().out)
+    converted = load_file(out / "discriminators.safetensors")
+    assert converted.keys() == source.state_dict().keys()
+    assert all(torch.equal(converted[k], v) for k, v in source.state_dict().items())
+    assert source.face.patch.discriminators[0].blocks[0][0].in_channels == 6  # crop beside the reference crop
+
+    ours = load_for_inference(out, torch.device("cpu"))
+    cfg, discriminators = training_setup(out, ours, torch.device("cpu"))
+    assert discriminators is not None and cfg.data.task == "pose"
+    assert cfg.discriminator.face.enabled and not cfg.discriminator.temporal.enabled
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.rand(1, 2, 6, 128, 64, generator=gen) * 2 - 1
+    refs = References(labels, torch.rand(1, 2, 3, 128, 64, generator=gen) * 2 - 1)
+    result = finetune(ours, refs, 2, cfg=cfg, discriminators=discriminators)
+    assert result.adversarial and all("D/total" in h for h in result.history)
+    tuned, original = result.model.state_dict(), ours.state_dict()
+    assert any(not torch.equal(tuned[k], original[k]) for k in tuned)
