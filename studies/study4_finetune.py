@@ -29,6 +29,7 @@ if __name__ == "__main__":
                  first_index=HELD_OUT_INDEX)
     held_out = synth("dancers", OUT / "data" / "heldout", sequences=4, frames=16, size=SIZE,
                      first_index=HELD_OUT_INDEX, motion_offset=50)
+    (OUT / "reports").mkdir(parents=True, exist_ok=True)
     report = evaluate(args.checkpoint, held_out, OUT / "reports" / args.name, KS, references=refs, overwrite=True,
                       pose_error=False, progress=False, finetune_steps=STEPS)
     print("| model | K | fine-tuning steps | PSNR (dB) | SSIM | warping error | s fine-tuning / sequence |")

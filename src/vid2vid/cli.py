@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 import warnings
 from pathlib import Path
 
-from vid2vid.data.keypoints import MissingExtra
+from vid2vid.data.detector import MODELS_ENV, OPENCV_FIX, MissingExtra
+from vid2vid.errors import one_line
 
 
 class UserError(Exception):
@@ -95,6 +97,17 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         extra = f", {r.skipped_no_face} without a face left out" if r.skipped_no_face else ""
         print(f"{args.output}: sequence {r.sequence}: {r.written} frames written, "
               f"{r.skipped_done} already there{extra}")
+
+
+def cmd_detector_models(args: argparse.Namespace) -> None:
+    from vid2vid.data.detector import MODEL_URLS, fetch_models, models_folder
+
+    folder = Path(args.dir) if args.dir else models_folder()
+    if args.fetch:
+        for path in fetch_models(folder, args.source):
+            print(f"wrote {path}")
+    for name in MODEL_URLS:
+        print(f"{folder / name}: {'present' if (folder / name).is_file() else 'missing'}")
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -216,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--multi-person", action="store_true", help="find several people per frame (street shots)")
     prep.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+; "
+                         "default $VID2VID_DETECTOR_MODELS, else ~/.cache/vid2vid/detector-models)")
     prep.set_defaults(run=cmd_prepare)
 
     tr = sub.add_parser("train", help="train a generator (vid2vid or few-shot vid2vid)")
@@ -252,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+; "
+                         "default $VID2VID_DETECTOR_MODELS, else ~/.cache/vid2vid/detector-models)")
     gen.set_defaults(run=cmd_generate)
 
     ev = sub.add_parser("evaluate", help="score a checkpoint on held-out sequences against their ground truth")
@@ -276,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+; "
+                         "default $VID2VID_DETECTOR_MODELS, else ~/.cache/vid2vid/detector-models)")
     ev.set_defaults(run=cmd_evaluate)
 
     exp = sub.add_parser("export", help="write the generator's frame step as ONNX graphs (one per history length)")
@@ -305,7 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto: bf16 autocast on CUDA for few-shot models, else fp32")
     web.add_argument("--compile", action="store_true",
                      help="run the frame step through torch.compile: the first job at each size waits for it")
+    web.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+; "
+                         "default $VID2VID_DETECTOR_MODELS, else ~/.cache/vid2vid/detector-models)")
     web.set_defaults(run=cmd_serve)
+
+    models = sub.add_parser("detector-models", help="the model files of MediaPipe's Tasks API (Python 3.13+): "
+                            "where they are looked for, and --fetch to download them once")
+    models.add_argument("--fetch", action="store_true", help="download the missing files (needs internet)")
+    models.add_argument("--dir", help="the folder (default: $VID2VID_DETECTOR_MODELS, else "
+                                      "~/.cache/vid2vid/detector-models)")
+    models.add_argument("--from", dest="source", metavar="URL", help="a mirror holding the files by name")
+    models.set_defaults(run=cmd_detector_models)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
     synth.add_argument("kind", choices=["dancers", "street", "faces"])
@@ -334,8 +363,15 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a bad argument (already reported in one line)
         return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "detector_models", None):
+        os.environ[MODELS_ENV] = args.detector_models  # read wherever a detector starts, in this process
     try:
         args.run(args)
+    except ImportError as exc:
+        if "cv2" not in str(exc) and "libGL" not in str(exc):
+            raise
+        print(f"error: OpenCV (cv2) cannot load ({one_line(exc)}): {OPENCV_FIX}", file=sys.stderr)
+        return 2
     except (UserError, ValueError, OSError, MissingExtra) as exc:
         if args.debug:
             traceback.print_exc()
@@ -351,14 +387,6 @@ def main(argv: list[str] | None = None) -> int:
               "and please report it)", file=sys.stderr)
         return 1
     return 0
-
-
-def one_line(exc: BaseException) -> str:
-    """The message of an exception on one line; OSErrors name their file as `file: reason`."""
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}"
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 if __name__ == "__main__":

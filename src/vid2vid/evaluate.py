@@ -361,7 +361,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
                      "also scored; give --references for held-out reference frames)")
     detector = None
     if pose_error and cfg.task in ("pose", "face"):
-        from vid2vid.data.keypoints import MissingExtra
+        from vid2vid.data.detector import MissingExtra
 
         try:
             detector = KeypointDetector(cfg.task)

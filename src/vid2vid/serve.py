@@ -37,13 +37,13 @@ import av
 import torch
 
 from vid2vid.checkpoint import model_folder, read_model_info
-from vid2vid.cli import one_line
 from vid2vid.data import DataError
-from vid2vid.data.keypoints import MissingExtra
+from vid2vid.data.detector import MissingExtra
 from vid2vid.data.layout import MODALITIES, TASKS
 from vid2vid.data.video import VIDEO_EXTENSIONS, read_image, video_info, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.device import pick_device
+from vid2vid.errors import one_line
 from vid2vid.generate import data_config_for, generate, load_for_inference
 from vid2vid.step import is_few_shot, size_multiple, unwrap
 

@@ -1,9 +1,10 @@
 """Pose, face and hand keypoints from images with MediaPipe, as OpenPose BODY_25 / face-70 / hand-21 and dlib-68.
 
-MediaPipe (the optional extra `vid2vid[extract]`, legacy `mp.solutions` API) finds 33 body, 478 face (468 mesh +
-10 iris) and 21 + 21 hand landmarks. The tables below map them onto the layouts our datasets store, the same as
-imaginaire's: `poses-openpose/*.json` (OpenPose 1.x JSON) and `landmarks-dlib68/*.json` (a list of 68 [x, y]).
-The tables and the JSON writers need only numpy; MediaPipe is imported when an extractor is built.
+MediaPipe (the optional extra `vid2vid[extract]`, its legacy or its Tasks API: `detector.py`) finds 33 body,
+478 face (468 mesh + 10 iris) and 21 + 21 hand landmarks. The tables below map them onto the layouts our datasets
+store, the same as imaginaire's: `poses-openpose/*.json` (OpenPose 1.x JSON) and `landmarks-dlib68/*.json` (a list
+of 68 [x, y]).
+The tables and the JSON writers need only numpy; MediaPipe is started when an extractor is built.
 Left and right are always the person's own, in MediaPipe as in OpenPose; dlib-68 numbers the jaw from the
 image-left end, which on a frontal face is the person's right side.
 """
@@ -13,12 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-INSTALL_HINT = 'pose/face extraction needs MediaPipe: pip install "vid2vid[extract]"'
-
-
-class MissingExtra(RuntimeError):
-    """An optional dependency is not installed; the message is one line saying what to install."""
-
+from vid2vid.data import detector
+from vid2vid.data.detector import MissingExtra
 
 # MediaPipe Pose landmarks in index order (mediapipe.solutions.pose.PoseLandmark).
 POSE33_NAMES = (
@@ -134,14 +131,6 @@ def dlib68_json(points: np.ndarray) -> list:
     return [[round(float(x), 2), round(float(y), 2)] for x, y in points]
 
 
-def _import_mediapipe():
-    try:
-        import mediapipe
-    except ImportError as error:
-        raise MissingExtra(INSTALL_HINT) from error
-    return mediapipe
-
-
 def _check_image(image: np.ndarray) -> None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
@@ -191,11 +180,9 @@ class PoseExtractor:
                  crop_size: int = 512, min_confidence: float = MIN_VISIBILITY):
         if multi_person and tracking:
             raise ValueError("tracking follows one person; it cannot be combined with multi_person")
-        mp = _import_mediapipe()
         self.min_person_height, self.crop_size, self.min_confidence = min_person_height, crop_size, min_confidence
         self._hog = _people_detector() if multi_person else None
-        self._holistic = mp.solutions.holistic.Holistic(
-            static_image_mode=not tracking, model_complexity=1, refine_face_landmarks=True)
+        self._holistic = detector.holistic(tracking)
 
     def __call__(self, image: np.ndarray) -> list[dict]:
         _check_image(image)
@@ -287,9 +274,7 @@ class FaceExtractor:
     `tracking` lets MediaPipe follow the face across consecutive video frames."""
 
     def __init__(self, tracking: bool = False):
-        mp = _import_mediapipe()
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=not tracking, max_num_faces=1,
-                                                     refine_landmarks=True)
+        self._mesh = detector.face_mesh(tracking)
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         _check_image(image)
