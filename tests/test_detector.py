@@ -103,6 +103,7 @@ def test_tasks_api_gives_what_the_legacy_api_gives(monkeypatch, models):
     pose, hands = body(), [hand(0.3, 0.52), hand(0.7, 0.52)]
     monkeypatch.setitem(sys.modules, "mediapipe", fake_mediapipe(True, pose, hands, FACE))
     monkeypatch.setattr(detector, "_version", lambda package: "4.25.9" if package == "protobuf" else "0.10.14")
+    monkeypatch.setattr(detector, "_needs_old_protobuf", lambda: True)
     legacy_people, legacy_face = PoseExtractor()(image), FaceExtractor()(image)
     monkeypatch.setitem(sys.modules, "mediapipe", fake_mediapipe(False, pose, hands[::-1], FACE))
     models.mkdir()
@@ -123,7 +124,9 @@ def test_hands_go_to_the_nearer_wrist():
 
 
 def test_protobuf_too_new_is_one_line(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mediapipe", fake_mediapipe(True, body(), [], FACE))
+    """Said before MediaPipe is imported (0.10.14 under protobuf 7 prints a traceback line while importing)."""
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # an import would fail differently
+    monkeypatch.setattr(detector, "_needs_old_protobuf", lambda: True)  # 0.10.14's metadata: protobuf<5,>=4.25.3
     monkeypatch.setattr(detector, "_version", lambda package: "7.36.2" if package == "protobuf" else "0.10.14")
     with pytest.raises(MissingExtra) as error:
         PoseExtractor()

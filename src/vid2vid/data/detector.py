@@ -73,6 +73,11 @@ def fetch_models(folder: Path | None = None, base_url: str | None = None) -> lis
 
 def _import_mediapipe():
     """mediapipe, after the checks that turn its known failures into one line."""
+    protobuf = _version("protobuf")
+    # Before the import: MediaPipe 0.10.14 under protobuf >= 5 prints a traceback line while importing.
+    if protobuf is not None and int(protobuf.split(".")[0]) >= 5 and _needs_old_protobuf():
+        raise MissingExtra(f"MediaPipe {_version('mediapipe')} needs protobuf < 5, but protobuf {protobuf} is "
+                           "installed (another install raised it): pip install 'protobuf>=4.25.3,<5'")
     try:
         import mediapipe
     except ImportError as exc:
@@ -83,12 +88,16 @@ def _import_mediapipe():
             raise MissingExtra(f"{INSTALL_HINT} (on Python {python[0]}.{python[1]} it installs MediaPipe's Tasks "
                                "API; then fetch its models once: vid2vid detector-models --fetch)") from None
         raise MissingExtra(INSTALL_HINT) from None
-    if _has_legacy_solutions(mediapipe):
-        protobuf = _version("protobuf")
-        if protobuf is not None and int(protobuf.split(".")[0]) >= 5:
-            raise MissingExtra(f"MediaPipe {_version('mediapipe')} needs protobuf < 5, but protobuf {protobuf} is "
-                               "installed (another install raised it): pip install 'protobuf>=4.25.3,<5'")
     return mediapipe
+
+
+def _needs_old_protobuf() -> bool:
+    """Whether the installed MediaPipe asks for protobuf < 5 (0.10.14 does; the Tasks-only releases need none)."""
+    try:
+        requirements = importlib.metadata.requires("mediapipe") or []
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return any(r.replace(" ", "").startswith("protobuf") and "<5" in r.replace(" ", "") for r in requirements)
 
 
 OPENCV_FIX = ("two OpenCV packages share the cv2 folder (opencv-python-headless, ours, and opencv-contrib-python, "
