@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vid2vid.data import synthetic
-from vid2vid.data.synthetic import CITYSCAPES_IDS, KINDS, identity, sequence
+from vid2vid.data.synthetic import CITYSCAPES_IDS, KINDS, common, dancers, identity, sequence
 from vid2vid.nn.warp import warp
 
 SIZE = (96, 128)  # (height, width): not square, so a swap of the axes shows
@@ -80,10 +79,10 @@ def test_coverage_is_unbiased():
     # Pixel centres at integers, as warp() samples. Coverage is counted on a 4x finer grid, so edges land on
     # quarter pixels: areas within perimeter / 8, centroids within 1/8 pixel, and no growth of the shape.
     ys, xs = np.mgrid[0:10, 0:12]
-    shapes = [synthetic._rect(2.3, 1.2, 7.8, 5.6), synthetic._rect(1.6, 2.9, 9.1, 5.4), synthetic._rect(3, 2, 4, 3),
+    shapes = [common._rect(2.3, 1.2, 7.8, 5.6), common._rect(1.6, 2.9, 9.1, 5.4), common._rect(3, 2, 4, 3),
               np.array([[1.3, 1.1], [10.2, 2.4], [4.4, 8.3]])]
     for poly in shapes:
-        a = synthetic._coverage([poly], 0, 0, 12, 10).astype(float) / 255
+        a = common._coverage([poly], 0, 0, 12, 10).astype(float) / 255
         edges = np.roll(poly, -1, 0) - poly
         area = 0.5 * abs(np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1]))
         assert abs(a.sum() - area) <= np.linalg.norm(edges, axis=1).sum() / 8 + 0.05, (a.sum(), area)
@@ -115,7 +114,7 @@ def test_dancer_keypoints_inside_the_image_and_on_the_body():
 
 def test_dancer_joints_differ_from_the_background_colour():
     f0 = frames("dancers", 1)[0]
-    background = synthetic._DancerScene(identity("dancers", 1), synthetic._rng(0, "dancers", 1, 1), SIZE).background
+    background = dancers._DancerScene(identity("dancers", 1), common._rng(0, "dancers", 1, 1), SIZE).background
     body = body_points(f0)
     x, y = np.rint(body[:15, 0]).astype(int), np.rint(body[:15, 1]).astype(int)
     assert (np.abs(f0.image[y, x].astype(float) - background[y, x]).sum(-1) > 20).all()

@@ -1,0 +1,73 @@
+"""Procedural videos with exact ground truth, so that training, generation and the demo run offline.
+
+Three kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + hand-21 keypoints), "street"
+(a forward-driving camera in a city street with Cityscapes label ids) and "faces" (a talking head with dlib-68
+landmarks). A sequence is a pure function of (kind, index, seed): its appearance ("identity") comes from one
+random stream and its motion from another, so any identity can perform any sequence's motion.
+
+Everything is drawn as regions: a region is a set of polygons in the local coordinates of a rigid body, moved
+into the image by that body's transform for the frame (a 3x3 matrix: affine for people and faces, a plane's
+homography for the street), and filled with a texture that is a function of the local coordinates only. A
+surface point therefore keeps its colour wherever its body takes it, and the backward flow of a pixel p on body
+b is M_b(t-1) M_b(t)^-1 p - p, exact. A pixel's flow is valid when the previous frame showed the same region
+at that point's previous position (rounded to the nearest pixel) inside the image. Only the textures' own
+interpolation and the anti-aliased one-pixel fringe at region borders separate "warp the previous frame by the
+flow" from the current frame: textures are band-limited by the pixel footprint (edges are ramps 2 pixels wide,
+patterns finer than 8 pixels fade towards their mean), and `parts` names the region of every pixel so that
+borders can be excluded.
+
+Pixel coordinates: x to the right, y down, pixel centres at integers (the convention of `vid2vid.nn.warp`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from vid2vid.data.synthetic.common import (
+    _IDENTITY_STREAM,
+    _MOTION_STREAM,
+    _PALETTE_STREAM,
+    FPS,
+    KINDS,
+    SyntheticFrame,
+    _check,
+    _frames,
+    _rng,
+)
+from vid2vid.data.synthetic.dancers import BODY_25_NAMES, DancerIdentity, _dancer_identity, _DancerScene
+from vid2vid.data.synthetic.faces import PortraitIdentity, _portrait_identity, _PortraitScene
+from vid2vid.data.synthetic.street import CITYSCAPES_IDS, StreetLook, _street_look, _StreetScene
+
+__all__ = ["BODY_25_NAMES", "CITYSCAPES_IDS", "FPS", "KINDS", "DancerIdentity", "PortraitIdentity", "StreetLook",
+           "SyntheticFrame", "identity", "sequence"]
+
+
+def identity(kind: str, index: int, seed: int = 0) -> DancerIdentity | StreetLook | PortraitIdentity:
+    """The appearance parameters of identity `index`: a DancerIdentity, a StreetLook or a PortraitIdentity."""
+    _check(kind, index, seed)
+    rng = _rng(seed, kind, index, _IDENTITY_STREAM)
+    palette = _rng(seed, kind, 0, _PALETTE_STREAM)  # shared by all indices: colour wheels stepped by index
+    return {"dancers": _dancer_identity, "street": _street_look, "faces": _portrait_identity}[kind](rng, palette,
+                                                                                                    index)
+
+
+def sequence(kind: str, index: int, frames: int, size: tuple[int, int], seed: int = 0,
+             motion_index: int | None = None) -> Iterator[SyntheticFrame]:
+    """Frames 0..frames-1 of identity `index` performing the motion of sequence `motion_index` (default: index).
+
+    size is (height, width). Same arguments, same pixels; frame t does not depend on `frames`.
+    """
+    motion_index = index if motion_index is None else motion_index
+    _check(kind, motion_index, seed)
+    height, width = size
+    if frames < 1 or height < 8 or width < 8:
+        raise ValueError(f"synthetic {kind}: need frames >= 1 and a size of at least 8x8, got {frames}, {size}")
+    look = identity(kind, index, seed)
+    motion_rng = _rng(seed, kind, motion_index, _MOTION_STREAM)
+    if kind == "dancers":
+        scene = _DancerScene(look, motion_rng, (height, width))
+    elif kind == "faces":
+        scene = _PortraitScene(look, motion_rng, (height, width))
+    else:
+        scene = _StreetScene(look, motion_rng, (height, width), (seed, motion_index))
+    return _frames(scene, frames)
