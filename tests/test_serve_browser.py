@@ -184,8 +184,9 @@ def test_a_corrupt_upload_shows_a_message_and_the_server_goes_on(browser, server
 
 
 def test_fine_tune_on_the_references_with_its_progress_in_the_page(browser, server):
-    """The page's fine-tuning choice: a built-in identity, three steps of fine-tuning shown as their own
-    progress ("Fine-tuning on the references: n / 3 steps"), then the frames."""
+    """The page's fine-tuning choice: a built-in identity, 100 steps of fine-tuning (long enough for the page's
+    0.3 s polls to see them) shown as their own progress ("Fine-tuning on the references: n / 100 steps"),
+    then the frames."""
     url, info, root, process = server
     page = browser.new_page()
     page.goto(url)
@@ -196,7 +197,7 @@ def test_fine_tune_on_the_references_with_its_progress_in_the_page(browser, serv
             .observe(document.getElementById('status-text'), {childList: true, characterData: true, subtree: true});
     }""")
     page.check("#finetune")
-    page.fill("#finetune-steps", "3")
+    page.fill("#finetune-steps", "100")
     page.fill("#frames", "4")
     page.click("#generate")
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
@@ -204,9 +205,9 @@ def test_fine_tune_on_the_references_with_its_progress_in_the_page(browser, serv
     seen = page.evaluate("window.seen")
     tuning = [text for text in seen if text.startswith("Fine-tuning on the references")]
     assert tuning, seen
-    assert all(text.endswith("/ 3 steps.") or text.endswith("fine-tuning…") for text in tuning), tuning
+    assert all(text.endswith("/ 100 steps.") for text in tuning), tuning
     assert page.text_content("#status-text").startswith("Done: 4 frames")
     job = page.evaluate("fetch(document.getElementById('download').href.replace('/result.mp4', ''))"
                         ".then(r => r.json())")
-    assert job["finetune"] == 3 and job["state"] == "done"
+    assert job["finetune"] == 100 and job["state"] == "done"
     page.close()

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="few-shot: first fine-tune a copy of the model on the references for N steps "
                           "(imaginaire's dancing inference takes 100); 0: off")
     gen.add_argument("--finetune-lr", type=positive_float, metavar="LR",
-                     help="generator learning rate for --finetune (default: the recipe's, 1e-4 upstream)")
+                     help="generator learning rate for --finetune (default 1e-5; imaginaire tunes at 1e-4)")
     gen.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")

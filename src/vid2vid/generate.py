@@ -222,6 +222,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
             from vid2vid.finetune import finetune_checkpoint_model
 
             refs = References(refs.labels.to(torch_device), refs.images.to(torch_device))
+            if on_finetune is not None:
+                on_finetune(0, finetune_steps)
             tuned = finetune_checkpoint_model(
                 checkpoint, model, refs, finetune_steps, lr=finetune_lr, amp_dtype=amp, seed=seed,
                 progress=progress, notice=(lambda line: print(line, file=sys.stderr)) if progress else None,
