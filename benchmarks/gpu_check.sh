@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The GPU half of the benchmarks in one run of under ten minutes, for a session that is lent a GPU:
+# The GPU half of the benchmarks in one run of about ten minutes, for a session that is lent a GPU:
 # the targets (few-shot 512x256 batch 1 streaming, vid2vid 1024x512), the CUDA variants (bf16,
-# torch.compile, CUDA graphs), TFLOP/s against the device's peak, training steps up to 1024x512, fused flow
-# stacking and the reference cache. Runs from the repository root with a python3 that has CUDA torch and
-# this project's dependencies; each table goes to $OUT (or benchmarks/gpu_out) as markdown, for RESULTS.md.
+# torch.compile, CUDA graphs), TFLOP/s against the device's peak, training steps up to 1024x512, peak training
+# memory against clip length, fused flow stacking and the reference cache. Runs from the repository root with a
+# python3 that has CUDA torch and this project's dependencies; each table goes to $OUT (or benchmarks/gpu_out) as
+# markdown, for RESULTS.md.
 #
 #     OUT=/some/folder bash benchmarks/gpu_check.sh
 set -uo pipefail
@@ -32,5 +33,8 @@ run generator_fs 200 benchmarks/bench_generator.py --models fs_vid2vid --sizes 5
 run generator_v2v 150 benchmarks/bench_generator.py --models vid2vid --sizes 1024x512 --frames 10 --batch 0 \
     --compile --variants "fp32, spectral norm folded" "bf16 autocast, folded" "fp32, folded, CUDA graphs"
 run train 120 benchmarks/bench_train.py --sizes 256x256 512x256 1024x512 --iterations 5
+# Peak memory against clip length at the dancing recipe's size (per-frame updates: flat in T).
+run train_memory 90 benchmarks/bench_train.py --memory --recipe train_fs_vid2vid_dancing --sizes 512x256 --batch 1 \
+    --clip-lengths 2 8 16 --iterations 1
 run fused_flow 30 benchmarks/bench_fused_flow.py --sizes 512x256 1024x512 --repeats 20
 run reference_cache 40 benchmarks/bench_reference_cache.py --sizes 512x256 --ks 1 4 8 --frames 10
