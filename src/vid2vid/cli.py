@@ -53,14 +53,15 @@ def positive_float(text: str) -> float:
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from vid2vid.checkpoint import save_generator
-    from vid2vid.compat.imaginaire import load_discriminators, load_generator
+    from vid2vid.compat.imaginaire import load_discriminators, load_generator, read_checkpoint
     from vid2vid.finetune import save_discriminators
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    model = load_generator(args.checkpoint, args.config, use_ema=not args.no_ema)
-    discriminators = load_discriminators(args.checkpoint, args.config, model)
+    raw = read_checkpoint(args.checkpoint)  # read once: a training checkpoint can be gigabytes
+    model = load_generator(args.checkpoint, args.config, use_ema=not args.no_ema, raw=raw)
+    discriminators = load_discriminators(args.checkpoint, args.config, model, raw=raw)
     try:
         save_generator(model, out, overwrite=args.overwrite)
     except FileExistsError as exc:

@@ -26,13 +26,14 @@ from tqdm import tqdm
 from vid2vid import losses
 from vid2vid.checkpoint import CheckpointError, first_line, model_folder, read_model_info
 from vid2vid.config import read_yaml_mapping
+from vid2vid.data.datasets import DataConfig
 from vid2vid.data.teacher_flow import reference_flows
 from vid2vid.files import atomic_write, atomic_write_bytes
 from vid2vid.nn.blocks import fold_spectral_norm
 from vid2vid.step import References, is_few_shot, new_history, step, unwrap
 from vid2vid.training.config import TrainConfig
 from vid2vid.training.frame_step import update_discriminators, update_generator
-from vid2vid.training.nets import Discriminators, Nets
+from vid2vid.training.nets import Discriminators, Nets, perceptual_loss
 
 TRAINED_PREFIXES = ("weight_generator.heads.", "decoder.", "to_image.")
 DEFAULT_STEPS = 100  # imaginaire's finetune_iter for dancing
@@ -55,6 +56,13 @@ def trained_parameters(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in model.named_parameters() if name.startswith(TRAINED_PREFIXES)]
 
 
+def default_config(model: torch.nn.Module, data: dict | None = None) -> TrainConfig:
+    """A training config with imaginaire's loss weights for a model that came without its recipe; data is the
+    data config saved with the model, if any (else the task its label channels say)."""
+    data = dict(data) if data else {"task": DataConfig.task_for_label_channels(model.cfg.label_channels)}
+    return TrainConfig.from_dict({"model": "fs_vid2vid", "data": data, "generator": unwrap(model).cfg.to_dict()})
+
+
 def training_setup(checkpoint: str | Path, model: torch.nn.Module, device: torch.device
                    ) -> tuple[TrainConfig, Discriminators | None]:
     """The recipe a checkpoint was trained with and its discriminators, when the folder has them: a training run's
@@ -69,9 +77,7 @@ def training_setup(checkpoint: str | Path, model: torch.nn.Module, device: torch
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{config_file}: {first_line(exc)}") from None
     else:
-        data = dict(read_model_info(folder).get("data") or {"task": "pose" if model.cfg.label_channels == 6 else
-                                                             "face"})
-        cfg = TrainConfig.from_dict({"model": "fs_vid2vid", "data": data, "generator": unwrap(model).cfg.to_dict()})
+        cfg = default_config(model, read_model_info(folder).get("data"))
     weights = folder / "discriminators.safetensors"
     if not weights.is_file() or not config_file.is_file():
         return cfg, None
@@ -126,10 +132,7 @@ def finetune(model: torch.nn.Module, references: References, steps: int = DEFAUL
         if not bool(label.amax() > label.amin()):  # nothing drawn: no person or face was found in it
             raise ValueError(f"reference {j + 1} has an empty label (no person or face found in it); fine-tuning "
                              "needs references with labels")
-    if cfg is None:
-        task = "pose" if model.cfg.label_channels == 6 else "face"
-        cfg = TrainConfig.from_dict({"model": "fs_vid2vid", "data": {"task": task},
-                                     "generator": unwrap(model).cfg.to_dict()})
+    cfg = cfg or default_config(model)
     device = references.images.device
     G = fold_spectral_norm(copy.deepcopy(unwrap(model))).train()
     G.reset()
@@ -190,10 +193,6 @@ def finetune_checkpoint_model(checkpoint: str | Path, model: torch.nn.Module, re
         if notice is not None:
             notice(f"{model_folder(checkpoint)}: no discriminators here; fine-tuning with L1 (weight {weights.l1:g}), "
                    "perceptual (with VGG19 weights) and flow terms only")
-    perceptual = None
-    if cfg.loss.weights.perceptual > 0:
-        vgg = losses.load_vgg19(cfg.loss.vgg19_weights)
-        if vgg is not None:
-            perceptual = losses.PerceptualLoss(vgg, num_scales=cfg.loss.perceptual_scales).to(references.images.device)
     return finetune(model, references, steps, cfg=cfg, discriminators=discriminators, lr=lr, amp_dtype=amp_dtype,
-                    seed=seed, perceptual=perceptual, progress=progress, on_step=on_step)
+                    seed=seed, perceptual=perceptual_loss(cfg, references.images.device), progress=progress,
+                    on_step=on_step)

@@ -31,7 +31,6 @@ from vid2vid.nn.blocks import fold_spectral_norm
 from vid2vid.pictures import label_picture
 from vid2vid.step import References, is_few_shot, new_history, size_multiple, step
 
-TASK_BY_CHANNELS = {6: "pose", 1: "face"}
 LABEL_SUBJECT = {"pose": "person", "face": "face"}  # what a task's detector looks for
 
 
@@ -46,7 +45,7 @@ def data_config_for(checkpoint: str | Path, model, size: tuple[int, int] | None)
     """How driving labels are made: as in training (saved with our checkpoints), else from the label
     channels (6 pose, 1 face, otherwise street)."""
     info = read_model_info(checkpoint)
-    values = dict(info.get("data") or {"task": TASK_BY_CHANNELS.get(model.cfg.label_channels, "street")})
+    values = dict(info.get("data") or {"task": DataConfig.task_for_label_channels(model.cfg.label_channels)})
     values.update(clip_length=1, num_references=0, augment=False, max_stride=1, teacher_flow=False)
     if size is not None:
         values["size"] = size

@@ -56,6 +56,14 @@ def new_history(generator: torch.nn.Module) -> History:
     return History(unwrap(generator).cfg.num_prev_frames)
 
 
+def warp_branches(out: FrameOutput | Vid2VidOutput) -> tuple[list, list, list]:
+    """A frame's (flows, occlusion masks, warped sources), each as [reference, previous], for either generator
+    (vid2vid has no reference branch; None where a branch is absent, as on a first frame)."""
+    if isinstance(out.fake_flow_maps, list):  # few-shot
+        return out.fake_flow_maps, out.fake_occlusion_masks, out.warped_images
+    return [None, out.fake_flow_maps], [None, out.fake_occlusion_masks], [None, out.warped_images]
+
+
 def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs: References | None = None
          ) -> FrameOutput | Vid2VidOutput:
     prev_labels = torch.stack(history.labels, dim=1) if history.labels else None

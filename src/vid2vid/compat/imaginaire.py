@@ -217,15 +217,22 @@ def translate_key(key: str, rules) -> str | None:
 _PREFIXES = ("module.averaged_model.", "module.module.", "module.")
 
 
-def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
-    """A generator state dict from an imaginaire checkpoint (full, `net_G`, or bare).
+def read_checkpoint(path: str | Path) -> dict:
+    """The dict an imaginaire checkpoint file holds (weights only: nothing in it runs)."""
+    raw = read_torch_file(path, "PyTorch checkpoint")
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(raw).__name__}")
+    return raw
+
+
+def read_state_dict(path: str | Path, use_ema: bool = True, raw: dict | None = None) -> dict[str, torch.Tensor]:
+    """A generator state dict from an imaginaire checkpoint (full, `net_G`, or bare); raw: the file's contents
+    when already read (read_checkpoint).
 
     Prefers the EMA generator (`module.averaged_model.*`) where present and use_ema is set.
     """
     path = Path(path)
-    raw = read_torch_file(path, "PyTorch checkpoint")
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(raw).__name__}")
+    raw = read_checkpoint(path) if raw is None else raw
     state = raw.get("net_G", raw)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: 'net_G' is not a state dict")
@@ -276,9 +283,10 @@ def load_config(config_path: str | Path) -> dict:
     return cfg
 
 
-def load_generator(ckpt_path: str | Path, config_path: str | Path, use_ema: bool = True) -> torch.nn.Module:
+def load_generator(ckpt_path: str | Path, config_path: str | Path, use_ema: bool = True,
+                   raw: dict | None = None) -> torch.nn.Module:
     """Our generator (few-shot vid2vid or vid2vid, as the config says), in eval mode, with the
-    weights of an imaginaire checkpoint."""
+    weights of an imaginaire checkpoint (raw: its contents when already read)."""
     cfg = load_config(config_path)
     gen_type = str(_get(cfg, "gen.type", ""))
     if gen_type.endswith("fs_vid2vid"):
@@ -291,7 +299,7 @@ def load_generator(ckpt_path: str | Path, config_path: str | Path, use_ema: bool
         model_cfg = make_config(cfg)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
-    source = read_state_dict(ckpt_path, use_ema=use_ema)
+    source = read_state_dict(ckpt_path, use_ema=use_ema, raw=raw)
     # EMA checkpoints store weights with spectral norm already divided out.
     model_cfg.spectral_norm = any(k.endswith("weight_orig") for k in source)
     model = model_cls(model_cfg)
@@ -308,10 +316,9 @@ _D_KEY = re.compile(r"^(net_D|net_D_face)\.discriminator_(\d+)\.layer(\d+)\.0\.l
 _D_PARTS = {"net_D": "image.discriminators", "net_D_face": "face.patch.discriminators"}
 
 
-def read_discriminator_state(path: str | Path) -> dict[str, torch.Tensor] | None:
-    """net_D of a full imaginaire checkpoint (its `module.` wrapper prefix removed), or None if it has none."""
-    raw = read_torch_file(path, "PyTorch checkpoint")
-    state = raw.get("net_D") if isinstance(raw, dict) else None
+def read_discriminator_state(raw: dict) -> dict[str, torch.Tensor] | None:
+    """net_D of a full imaginaire checkpoint's contents (its `module.` wrapper prefix removed), or None."""
+    state = raw.get("net_D")
     if not isinstance(state, dict):
         return None
     return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -380,7 +387,9 @@ def training_config(cfg: dict, model: torch.nn.Module) -> dict:
                 "kernel_size": node.get("kernel_size", 4), "spectral": node.get("weight_norm_type") == "spectral",
                 "norm": node.get("activation_norm_type", "none") == "instance"}
 
-    task = "pose" if model.cfg.label_channels == 6 else "face"
+    from vid2vid.data.datasets import DataConfig
+
+    task = DataConfig.task_for_label_channels(model.cfg.label_channels)
     discriminator = {"image": patch(image, 4), "temporal": {"enabled": False}}
     if face is not None:
         # imaginaire resizes face crops to H // 32 * 8 (128 at 512).
@@ -398,15 +407,16 @@ def training_config(cfg: dict, model: torch.nn.Module) -> dict:
             "discriminator": discriminator, "loss": {"weights": loss}, "optim": optim}
 
 
-def load_discriminators(ckpt_path: str | Path, config_path: str | Path, model: torch.nn.Module):
+def load_discriminators(ckpt_path: str | Path, config_path: str | Path, model: torch.nn.Module,
+                        raw: dict | None = None):
     """(training config dict, our Discriminators with its net_D weights) for a few-shot checkpoint that holds
-    net_D; None for one without (released generator-only files, vid2vid)."""
+    net_D; None for one without (released generator-only files, vid2vid). raw: its contents when already read."""
     from vid2vid.training.config import TrainConfig
     from vid2vid.training.nets import Discriminators
 
     if not isinstance(model, FewShotGenerator):
         return None
-    source = read_discriminator_state(ckpt_path)
+    source = read_discriminator_state(read_checkpoint(ckpt_path) if raw is None else raw)
     if source is None:
         return None
     values = training_config(load_config(config_path), model)

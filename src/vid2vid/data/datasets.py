@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from vid2vid.data import DataError, render
 from vid2vid.data.layout import Sequence, scan
-from vid2vid.data.teacher_flow import compose, dis_flow, read_flow, reference_flows
+from vid2vid.data.teacher_flow import compose, dis_flow, read_flow, reference_flows, to_picture
 from vid2vid.data.video import read_id_map, read_image
 from vid2vid.settings import Settings
 
@@ -60,6 +60,12 @@ class DataConfig(Settings):
         self.size = tuple(self.size)
         if self.clip_length < 1 or self.num_references < 0 or self.max_stride < 1:
             raise ValueError("clip_length and max_stride must be >= 1 and num_references >= 0")
+
+    @staticmethod
+    def task_for_label_channels(channels: int) -> str:
+        """The task whose labels have this many channels (the inverse of label_channels): 6 pose, 1 face, else
+        street (one-hot classes)."""
+        return {6: "pose", 1: "face"}.get(channels, "street")
 
     @property
     def label_channels(self) -> int:
@@ -410,9 +416,7 @@ class VideoClips(Dataset):
                 flow, confidence = transform_flow(flow, confidence, self.scale_for(frames[t].source_size), flip)
                 flow, confidence = crop_resize_flow(flow, confidence, box, size)
             else:
-                current = ((sample["images"][t].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
-                previous = ((sample["images"][t - 1].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
-                flow, confidence = dis_flow(current, previous)
+                flow, confidence = dis_flow(to_picture(sample["images"][t]), to_picture(sample["images"][t - 1]))
             flows.append(flow)
             confidences.append(confidence)
         return (torch.stack([to_tensor(f) for f in flows]),

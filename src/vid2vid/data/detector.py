@@ -36,6 +36,9 @@ MODEL_URLS = {
                             "float16/latest/face_landmarker.task",
 }
 LEFT_WRIST, RIGHT_WRIST = 15, 16  # MediaPipe Pose landmarks
+OPENCV_FIX = ("two OpenCV packages share the cv2 folder (opencv-python-headless, ours, and opencv-contrib-python, "
+              "MediaPipe's); reinstall ours over it: pip install --force-reinstall --no-deps "
+              "'opencv-python-headless>=4.8,<5'")
 
 
 class MissingExtra(RuntimeError):
@@ -98,11 +101,6 @@ def _needs_old_protobuf() -> bool:
     except importlib.metadata.PackageNotFoundError:
         return False
     return any(r.replace(" ", "").startswith("protobuf") and "<5" in r.replace(" ", "") for r in requirements)
-
-
-OPENCV_FIX = ("two OpenCV packages share the cv2 folder (opencv-python-headless, ours, and opencv-contrib-python, "
-              "MediaPipe's); reinstall ours over it: pip install --force-reinstall --no-deps "
-              "'opencv-python-headless>=4.8,<5'")
 
 
 def _version(package: str) -> str | None:

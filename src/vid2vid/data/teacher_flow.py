@@ -61,6 +61,11 @@ def compose(later: np.ndarray, earlier: np.ndarray, later_confidence: np.ndarray
     return flow, later_confidence * earlier_there[..., 2]
 
 
+def to_picture(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8, what DIS reads."""
+    return ((image.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+
+
 def reference_flows(labels: torch.Tensor, images: torch.Tensor, ref_labels: torch.Tensor, ref_images: torch.Tensor,
                     task: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher flow from every frame (labels (T, C, H, W), images (T, 3, H, W) in [-1, 1]) to every reference
@@ -71,8 +76,7 @@ def reference_flows(labels: torch.Tensor, images: torch.Tensor, ref_labels: torc
     use_densepose = task == "pose" and bool((labels[:, 2] > -1).any()) and bool((ref_labels[:, 2] > -1).any())
 
     def pictures(label, image):
-        x = label[:, :3] if use_densepose else image
-        return [((v.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8) for v in x]
+        return [to_picture(v) for v in (label[:, :3] if use_densepose else image)]
 
     references = pictures(ref_labels, ref_images)
     flows, confidences = [], []

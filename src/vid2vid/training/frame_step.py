@@ -23,6 +23,7 @@ from vid2vid.models.discriminators import (
     window_flows,
 )
 from vid2vid.models.fs_vid2vid import pick_reference
+from vid2vid.step import warp_branches
 from vid2vid.training import TrainingError
 from vid2vid.training.config import TrainConfig
 from vid2vid.training.distributed import average_gradients
@@ -111,10 +112,7 @@ def discriminator_terms(D: Discriminators, batch: dict, t: int, fake: torch.Tens
 
 def flow_branches(out, batch: dict, t: int) -> tuple[losses.FlowBranch | None, losses.FlowBranch | None]:
     """The reference and previous-frame branches of a generated frame, each with its teacher flow."""
-    if isinstance(out.fake_flow_maps, list):  # few-shot: [reference, previous]
-        flows, masks, warped = out.fake_flow_maps, out.fake_occlusion_masks, out.warped_images
-    else:
-        flows, masks, warped = [None, out.fake_flow_maps], [None, out.fake_occlusion_masks], [None, out.warped_images]
+    flows, masks, warped = warp_branches(out)
     reference = previous = None
     if flows[0] is not None:
         teacher = confidence = None

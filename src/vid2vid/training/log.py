@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from vid2vid.pictures import label_picture
+from vid2vid.step import warp_branches
 
 
 class Log:
@@ -61,9 +62,8 @@ class ClipRecord:
         for name, value in terms.items():
             self.terms.setdefault(name, []).append(value.detach())
         self.fake.append(out.fake_images[0].detach())
-        warped, mask = out.warped_images, out.fake_occlusion_masks
-        if isinstance(warped, list):  # few-shot: [reference, previous]
-            warped, mask = warped[1], mask[1]
+        _, masks, warped = warp_branches(out)
+        warped, mask = warped[1], masks[1]  # the previous-frame branch
         self.warped.append(None if warped is None else warped[0].detach())
         self.mask.append(None if mask is None else mask[0].detach())
 

@@ -68,6 +68,12 @@ class Nets:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
 
+def perceptual_loss(cfg: TrainConfig, device: torch.device) -> losses.PerceptualLoss | None:
+    """The config's VGG19 perceptual loss; None when its weight is 0 or no VGG19 weights are at hand."""
+    vgg = losses.load_vgg19(cfg.loss.vgg19_weights) if cfg.loss.weights.perceptual > 0 else None
+    return None if vgg is None else losses.PerceptualLoss(vgg, num_scales=cfg.loss.perceptual_scales).to(device)
+
+
 def build_nets(cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, world: int = 1) -> Nets:
     """Fresh, initialised networks and optimizers; the seed is set by the caller."""
     G = make_generator(cfg).to(device).train()
@@ -78,7 +84,6 @@ def build_nets(cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | 
     opt_G = torch.optim.Adam(G.parameters(), lr=opt.lr_G, betas=opt.betas)
     opt_D = torch.optim.Adam(D.parameters(), lr=opt.lr_D, betas=opt.betas)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    vgg = losses.load_vgg19(cfg.loss.vgg19_weights) if cfg.loss.weights.perceptual > 0 else None
-    perceptual = None if vgg is None else losses.PerceptualLoss(vgg, num_scales=cfg.loss.perceptual_scales).to(device)
+    perceptual = perceptual_loss(cfg, device)
     average = ModelAverage(G, opt.ema_decay, opt.ema_start)
     return Nets(G, D, average, opt_G, opt_D, scaler, perceptual, device, amp_dtype, world)
