@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: test lint bench demo clean
+.PHONY: test lint bench demo demo-train pretrained clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,9 +25,17 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
-# Synthesize dancers, train a small few-shot model on CPU (bounded time), render an unseen dancer: demo_out/.
+# Render an unseen dancer with the shipped few-shot model (src/vid2vid/shipped/dancers_cpu): demo_out/.
 demo: $(STAMP)
 	$(PY) -m vid2vid.demo --out demo_out
+
+# The same, but train a small few-shot model here first (7 minutes of CPU).
+demo-train: $(STAMP)
+	$(PY) -m vid2vid.demo --train --out demo_out
+
+# Rebuild the shipped dancer model from its recipe (about 90 minutes on 2 CPU cores): synthesize, train, export.
+pretrained: $(STAMP)
+	$(PY) -m vid2vid.pretrained build --work pretrained_work
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generator.py

@@ -16,8 +16,8 @@ from street import OUT, street_arm
 
 if __name__ == "__main__":
     threads()
-    scores = {name: street_arm(name) for name in ("vid2vid", "per-frame", "vid2vid, 6-frame clips",
-                                                  "per-frame, 6-frame clips")}
+    scores = {name: street_arm(name) for name in ("per-frame", "vid2vid", "per-frame + temporal L1",
+                                                  "vid2vid, imaginaire form")}
     table = {name: {"warping error (lower: steadier)": s["warping_error"], "PSNR (dB)": s["psnr"],
                     "SSIM": s["ssim"]} for name, s in scores.items()}
     plot_bars(OUT / "study1.png", "vid2vid vs per-frame, held-out street", table, "")

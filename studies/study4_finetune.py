@@ -1,7 +1,7 @@
 """Study 4: test-time fine-tuning on the references (`--finetune`) for dancers never seen in training.
 
 Held-out identities 1000-1003 doing the motions of identities 1050-1053 (never trained on either), references
-from another video of the same identity; K = 1 and 2, fine-tuning off and 100 steps (imaginaire's dancing
+from another video of the same identity; K = 1, 2 and 4, fine-tuning off and 100 steps (imaginaire's dancing
 inference), for a given few-shot checkpoint (the `make demo` model, a longer-trained one).
 
     python studies/study4_finetune.py --checkpoint demo_out/run --name demo   (about 10 minutes on 2 CPU cores)
@@ -16,7 +16,7 @@ from vid2vid.evaluate import evaluate
 
 OUT = RESULTS / "finetune"
 SIZE = (64, 64)
-KS = [1, 2]
+KS = [1, 2, 4]
 STEPS = [0, 100]
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def test_only_the_layers_upstream_tunes_move_and_the_original_stays(run):
 def test_fine_tuning_lowers_the_reconstruction_error_of_the_references(run):
     checkpoint, model, refs, _ = run
     before = reconstruction_error(model, refs)
-    tuned = finetune_checkpoint_model(checkpoint, model, refs, 40, lr=3e-4).model
+    # 80 steps: with flow and mask heads that start at zero the two-iteration model starts closer (0.38 against
+    # 0.47) and 40 steps moved it only 3%; 80 take it to 0.24.
+    tuned = finetune_checkpoint_model(checkpoint, model, refs, 80, lr=3e-4).model
     after = reconstruction_error(tuned, refs)
     assert after < 0.8 * before, (before, after)
 

@@ -197,7 +197,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_resolution=args.max_resolution,
                     max_input_resolution=args.max_input_resolution, max_references=args.max_references,
                     max_queue=args.max_queue, max_finetune_steps=args.max_finetune_steps)
-    serve(args.checkpoint, args.host, args.port, limits, device=args.device, precision=args.precision,
+    if args.checkpoint is None:
+        from vid2vid.pretrained import shipped_model
+        checkpoint = shipped_model()
+        print(f"vid2vid serve: no --checkpoint, using the shipped dancer model {checkpoint}", file=sys.stderr)
+    else:
+        checkpoint = args.checkpoint
+    serve(checkpoint, args.host, args.port, limits, device=args.device, precision=args.precision,
           compile_model=args.compile)
 
 
@@ -308,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(run=cmd_export)
 
     web = sub.add_parser("serve", help="a local web page: pick references and a driving video, watch the result")
-    web.add_argument("--checkpoint", required=True, help="a checkpoint folder")
+    web.add_argument("--checkpoint", help="a checkpoint folder (default: the shipped dancer model, dancers_cpu)")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     web.add_argument("--port", type=positive_int, default=8000, help="port to listen on")
     web.add_argument("--max-upload-mb", type=positive_float, default=200, help="largest upload, all files together")

@@ -1,19 +1,23 @@
-"""`make demo`: few-shot vid2vid end to end on built-in data, no download.
+"""`make demo`: few-shot vid2vid on built-in data, no download.
 
-1. Synthesize dancers: training identities 0..N-1, and identity 1000 (never seen in training) twice: with
-   its own motion (where the K = 2 reference images come from) and performing the motion of sequence 1001
-   (never seen in training either): the driving poses and the ground truth.
-2. Train the small CPU recipe for a bounded time.
-3. Render identity 1000 from its references following the unseen motion; write result.mp4 (driving pose |
-   result | ground truth), comparison.png and metrics.json (PSNR/SSIM for K = 1 and K = 2, warping error).
+1. Synthesize identity 1000 (never seen in training) twice: with its own motion (where the K reference
+   images come from) and performing the motion of sequence 1001 (never seen in training either): the driving
+   poses and the ground truth.
+2. The model: the shipped `dancers_cpu` (vid2vid.pretrained, rebuilt by `make pretrained`), or with --train
+   (`make demo-train`) the small CPU recipe trained here for a bounded time on training identities 0..N-1.
+3. Render identity 1000 from K = 1, 2 and 4 of its references following the unseen motion; write result.mp4
+   (driving pose | result at K = 2 | ground truth), comparison.png and metrics.json (PSNR/SSIM per K,
+   warping error).
 
-    python -m vid2vid.demo [--out demo_out] [--minutes 8]
+    python -m vid2vid.demo [--out demo_out]
+    python -m vid2vid.demo --train [--minutes 7] [--out demo_out]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,13 +25,15 @@ import numpy as np
 import torch
 
 from vid2vid import metrics
+from vid2vid.checkpoint import CheckpointError, read_model_info
 from vid2vid.data.datasets import DataConfig
 from vid2vid.data.layout import scan
 from vid2vid.data.video import VideoWriter, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.evaluate import frame_strip, render_sequence
 from vid2vid.files import atomic_write_bytes
-from vid2vid.generate import load_for_inference
+from vid2vid.generate import data_config_for, load_for_inference
+from vid2vid.pretrained import shipped_model
 from vid2vid.train import load_train_config, train
 
 # Beyond every training index (--identities is capped below it): its motion in the held-out pair is that of
@@ -35,73 +41,107 @@ from vid2vid.train import load_train_config, train
 UNSEEN_IDENTITY = 1000
 
 
-def make_data(out: Path, size: tuple[int, int], identities: int, frames: int) -> tuple[Path, Path, Path]:
-    train_root, refs_root, heldout_root = out / "data" / "train", out / "data" / "references", out / "data" / "heldout"
-    write_synthetic("dancers", train_root, sequences=identities, frames=frames, size=size, progress=False)
+KS = (1, 2, 4)
+SHOWN_K = 2  # the K of result.mp4 and of the issue's targets
+
+
+def make_unseen(out: Path, size: tuple[int, int], frames: int) -> tuple[Path, Path]:
+    """The unseen dancer's own video (references) and its performance of an unseen motion (driving, truth)."""
+    refs_root, heldout_root = out / "data" / "references", out / "data" / "heldout"
     write_synthetic("dancers", refs_root, sequences=1, frames=frames, size=size, first_index=UNSEEN_IDENTITY,
-                    progress=False)
+                    overwrite=True, progress=False)
     write_synthetic("dancers", heldout_root, sequences=1, frames=frames, size=size, first_index=UNSEEN_IDENTITY,
-                    motion_offset=1, progress=False)
-    return train_root, refs_root, heldout_root
+                    motion_offset=1, overwrite=True, progress=False)
+    return refs_root, heldout_root
+
+
+def train_here(out: Path, minutes: float, identities: int, frames: int):
+    """The small CPU recipe trained for a bounded time on identities 0..identities-1: (checkpoint, iterations)."""
+    cfg = load_train_config("train_dancers_cpu")
+    train_root = out / "data" / "train"
+    print(f"      synthesizing {identities} training identities into {train_root}")
+    write_synthetic("dancers", train_root, sequences=identities, frames=frames, size=tuple(cfg.data.size),
+                    overwrite=True, progress=False)
+    print(f"      training for up to {minutes:g} minutes (CPU recipe train_dancers_cpu; TensorBoard logs in "
+          f"{out / 'run'})")
+    cfg.data_root = str(train_root)
+    cfg.run.time_limit_minutes = minutes
+    result = train(cfg, out / "run", overwrite=True)
+    return result.last_checkpoint, result.iteration
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out", help="output folder")
-    parser.add_argument("--minutes", type=float, default=7.0, help="training time budget")
+    parser.add_argument("--train", action="store_true", help="train a model here instead of the shipped one")
+    parser.add_argument("--checkpoint", help="render with this checkpoint instead of the shipped model")
+    parser.add_argument("--minutes", type=float, default=7.0, help="--train: training time budget")
     # Many short sequences: the model learns to take appearance from the references only when it sees many
     # identities (24 gave a grey average background in the same time).
-    parser.add_argument("--identities", type=int, default=200, help="training identities")
+    parser.add_argument("--identities", type=int, default=200, help="--train: training identities")
     parser.add_argument("--frames", type=int, default=16, help="frames per sequence")
     args = parser.parse_args(argv)
     if not 0 < args.identities < UNSEEN_IDENTITY:
         parser.error(f"--identities must be between 1 and {UNSEEN_IDENTITY - 1}, so that identity "
                      f"{UNSEEN_IDENTITY} stays unseen")
+    if args.train and args.checkpoint:
+        parser.error("--train and --checkpoint exclude each other")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-
-    cfg = load_train_config("train_dancers_cpu")
-    print(f"[1/3] synthesizing dancers ({args.identities} training identities, unseen identity "
-          f"{UNSEEN_IDENTITY}) into {out / 'data'}")
-    train_root, refs_root, heldout_root = make_data(out, tuple(cfg.data.size), args.identities, args.frames)
-
-    print(f"[2/3] training the small few-shot model for up to {args.minutes:g} minutes (CPU recipe "
-          "train_dancers_cpu; TensorBoard logs in demo_out/run)")
-    cfg.data_root = str(train_root)
-    cfg.run.time_limit_minutes = args.minutes
-    result = train(cfg, out / "run", overwrite=True)
-    model = load_for_inference(result.last_checkpoint, torch.device("cpu"))
-
-    print("[3/3] rendering the unseen dancer (K = 1 and K = 2) following an unseen motion")
-    data = DataConfig.from_dict({**cfg.data.to_dict(), "clip_length": 1, "num_references": 0, "augment": False,
-                                 "teacher_flow": False})
     device = torch.device("cpu")
-    scores = {}
+
+    if args.train:
+        print("[1/3] training a small few-shot model here")
+        checkpoint, iterations = train_here(out, args.minutes, args.identities, args.frames)
+        source = "trained by this demo"
+    else:
+        try:
+            checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_model()
+            model_info = read_model_info(checkpoint)
+        except CheckpointError as exc:
+            sys.exit(f"demo: {exc}")
+        iterations = None
+        source = "given" if args.checkpoint else "shipped (vid2vid.pretrained, `make pretrained`)"
+        print(f"[1/3] the model: {checkpoint} ({source}; model {model_info['model']})")
+    model = load_for_inference(checkpoint, device)
+    data = data_config_for(checkpoint, model, None)
+    data = DataConfig.from_dict({**data.to_dict(), "clip_length": 1, "num_references": 0, "min_references": None,
+                                 "augment": False, "teacher_flow": False})
+
+    print(f"[2/3] synthesizing the unseen dancer (identity {UNSEEN_IDENTITY}) and an unseen motion into "
+          f"{out / 'data'}")
+    refs_root, heldout_root = make_unseen(out, tuple(data.size), args.frames)
+
+    print(f"[3/3] rendering the unseen dancer (K = {', '.join(map(str, KS))}) following the unseen motion")
+    scores, shown = {}, None
     sequence = scan(heldout_root, "pose")[0]
-    for k in (1, 2):
+    for k in KS:
         rendered = render_sequence(model, data, heldout_root, sequence, k, refs_root, device)
         pairs = list(zip(rendered.results, rendered.truths, strict=True))
         scores[f"K={k}"] = {"psnr": float(np.mean([metrics.psnr(r, t) for r, t in pairs])),
-                            "ssim": float(np.mean([metrics.ssim(r, t) for r, t in pairs]))}
-    results, truths = rendered.results, rendered.truths
+                            "ssim": float(np.mean([metrics.ssim(r, t) for r, t in pairs])),
+                            "warping_error": metrics.warping_error(rendered.results, rendered.truths)}
+        if k == SHOWN_K:
+            shown = rendered
+    results, truths = shown.results, shown.truths
     with VideoWriter(out / "result.mp4", fps=15) as writer:
-        for frame in zip(rendered.labels, results, truths, strict=True):
+        for frame in zip(shown.labels, results, truths, strict=True):
             writer.write(np.concatenate(frame, axis=1))
-    write_image(out / "comparison.png", frame_strip(rendered))
+    write_image(out / "comparison.png", frame_strip(shown))
     report = {
         **scores,
-        "warping_error": {"result": metrics.warping_error(results, truths),
+        "warping_error": {"result": scores[f"K={SHOWN_K}"]["warping_error"],
                           "ground_truth": metrics.warping_error(truths, truths)},
         "frames": len(results), "size": list(data.size),
-        "training": {"iterations": result.iteration, "checkpoint": str(result.last_checkpoint)},
+        "model": {"checkpoint": str(checkpoint), "source": source, "iterations": iterations},
         "minutes": (time.perf_counter() - started) / 60,
         "units": "PSNR in dB, SSIM in [0, 1], warping error in intensity levels of 255 (lower is steadier)",
     }
     atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
-    print(json.dumps({k: report[k] for k in ("K=1", "K=2", "warping_error")}, indent=2))
+    print(json.dumps({k: report[k] for k in (*(f"K={k}" for k in KS), "warping_error")}, indent=2))
     print(f"wrote {out / 'result.mp4'}, {out / 'comparison.png'} and {out / 'metrics.json'}")
-    print(f"try the model in a browser: vid2vid serve --checkpoint {out / 'run'}")
+    print(f"try the model in a browser: vid2vid serve --checkpoint {checkpoint}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class LossWeights(Settings):
     temporal_gan: float = 1.0
     region_gan: float = 10.0         # face (and hand) D; imaginaire's dancing face D has loss_weight 10
     l1: float = 0.0
+    temporal_l1: float = 0.0         # output vs the previous output warped by the teacher flow; not imaginaire's
 
 
 # --------------------------------------------------------------------------------------------------- GAN
@@ -114,6 +115,14 @@ def warp_loss(warped: torch.Tensor, target: torch.Tensor, weight: torch.Tensor |
     weighs it by the teacher flow's confidence.
     """
     return l1(warped, target, weight)
+
+
+def temporal_l1(fake: torch.Tensor, previous_fake: torch.Tensor, teacher_flow: torch.Tensor,
+                confidence: torch.Tensor) -> torch.Tensor:
+    """mean of c * |y_t - warp(y_{t-1}, f)|: the generated frame against the previous generated frame
+    warped onto it by the teacher's backward flow f (frame t -> t - 1) and weighed by its confidence c, the
+    flicker the warping error measures. previous_fake is detached: only frame t is pushed."""
+    return l1(fake, warp(previous_fake.detach(), teacher_flow), confidence)
 
 
 def mask_loss(mask: torch.Tensor, warped: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

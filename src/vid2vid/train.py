@@ -102,6 +102,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
                                           num_workers=cfg.run.num_workers))
             seed_iteration(cfg.run.seed, iteration, ranks.rank)
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
+            batch = with_references(batch, references_at(cfg.run.seed, iteration, cfg.data))
             factor = lr_factor(iteration, cfg.optim, cfg.schedule)
             for group in nets.opt_G.param_groups:
                 group["lr"] = cfg.optim.lr_G * factor
@@ -162,6 +163,27 @@ def train_clip(nets: Nets, batch: dict, cfg: TrainConfig, iteration: int = 0,
         past.append(frame)
         history.push(labels[:, t], frame)
     return record
+
+
+def references_at(seed: int, iteration: int, data) -> int:
+    """K for this iteration's batch: data.num_references, or drawn from min_references..num_references by
+    (seed, iteration) alone, so every rank of a data-parallel run draws the same K (the same parameters then
+    get gradients everywhere)."""
+    if data.min_references is None:
+        return data.num_references
+    rng = np.random.default_rng([seed, iteration, 1])
+    return int(rng.integers(data.min_references, data.num_references + 1))
+
+
+def with_references(batch: dict, k: int) -> dict:
+    """The batch with its first k references (and their teacher flows) only: the dataset loads num_references."""
+    if "ref_images" not in batch or batch["ref_images"].shape[1] == k:
+        return batch
+    batch = {**batch, "ref_labels": batch["ref_labels"][:, :k], "ref_images": batch["ref_images"][:, :k]}
+    for name in ("ref_flow", "ref_flow_confidence"):  # (B, T, K, ...)
+        if name in batch:
+            batch[name] = batch[name][:, :, :k]
+    return batch
 
 
 def seed_iteration(seed: int, iteration: int, rank: int) -> None:

@@ -38,6 +38,7 @@ class DataConfig(Settings):
     size: tuple[int, int] = (256, 256)  # output (height, width)
     clip_length: int = 4  # T; the trainer may change it between epochs
     num_references: int = 0  # K reference frames (few-shot)
+    min_references: int | None = None  # training draws K per batch from min_references..num_references (None: fixed)
     max_stride: int = 1  # clips take every s-th frame, s drawn from 1..max_stride
     resize_smallest_side: int | None = None  # resize frames first (imaginaire's resize_smallest_side)
     crop: str | None = None  # person (pose), face (face), random or resize (street); None: the task's
@@ -60,6 +61,9 @@ class DataConfig(Settings):
         self.size = tuple(self.size)
         if self.clip_length < 1 or self.num_references < 0 or self.max_stride < 1:
             raise ValueError("clip_length and max_stride must be >= 1 and num_references >= 0")
+        if self.min_references is not None and not 1 <= self.min_references <= self.num_references:
+            raise ValueError(f"data min_references must be between 1 and num_references ({self.num_references}), "
+                             f"got {self.min_references}")
 
     @staticmethod
     def task_for_label_channels(channels: int) -> str:
@@ -209,6 +213,16 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return to_tensor(image) / 127.5 - 1
 
 
+def spread_references(others: list[int], k: int, rng: np.random.Generator) -> list[int]:
+    """k frame indices drawn from others, one from each of k equal runs of it, in a random order: the
+    references of a sample then come from apart in the video (poses and views that differ), and its first j
+    for any j (the trainer's K per batch) are as spread as j random runs."""
+    if k == 0:
+        return []
+    picks = [int(run[rng.integers(len(run))]) for run in np.array_split(np.asarray(others), k)]
+    return [picks[i] for i in rng.permutation(k)]
+
+
 class VideoClips(Dataset):
     """Clips from a dataset folder; item i is a random clip, drawn from a generator seeded by (seed, epoch, i).
 
@@ -255,8 +269,7 @@ class VideoClips(Dataset):
         start = int(rng.integers(0, len(sequence) - span + 1))
         clip = list(range(start, start + span, stride))
         others = [i for i in range(len(sequence)) if i < start or i >= start + span]
-        refs = sorted(rng.choice(others, size=cfg.num_references, replace=False).tolist()) if cfg.num_references else []
-        return sequence, clip, refs
+        return sequence, clip, spread_references(others, cfg.num_references, rng)
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])

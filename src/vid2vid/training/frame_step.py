@@ -127,11 +127,16 @@ def flow_branches(out, batch: dict, t: int) -> tuple[losses.FlowBranch | None, l
     return reference, previous
 
 
-def generator_terms(out, batch: dict, t: int, cfg: TrainConfig, perceptual: losses.PerceptualLoss | None) -> dict:
+def generator_terms(out, batch: dict, t: int, cfg: TrainConfig, perceptual: losses.PerceptualLoss | None,
+                    previous_fake: torch.Tensor | None = None) -> dict:
     """The non-adversarial terms of frame t: L1, perceptual, and imaginaire's flow, warp and mask terms (each
-    summed over the reference and previous branches; DensePose terms for pose data with references)."""
+    summed over the reference and previous branches; DensePose terms for pose data with references); with a
+    temporal_l1 weight, the output against previous_fake (frame t - 1 as generated) warped by the teacher."""
     real, fake = batch["images"][:, t], out.fake_images
     terms = {"G/l1": losses.l1(fake, real)}
+    if cfg.loss.weights.temporal_l1 > 0 and previous_fake is not None and t > 0 and "flow" in batch:
+        terms["G/temporal_l1"] = losses.temporal_l1(fake, previous_fake, batch["flow"][:, t],
+                                                    batch["flow_confidence"][:, t])
     if perceptual is not None:
         terms["G/perceptual"] = perceptual(fake, real)
     reference, previous = flow_branches(out, batch, t)
@@ -185,7 +190,7 @@ def update_generator(nets: Nets, batch: dict, t: int, out, past: list[torch.Tens
             terms = discriminator_terms(nets.D, batch, t, out.fake_images, past, reference_index(out), cfg,
                                         for_discriminator=False)
             nets.D.requires_grad_(True)
-        terms.update(generator_terms(out, batch, t, cfg, nets.perceptual))
+        terms.update(generator_terms(out, batch, t, cfg, nets.perceptual, past[-1] if past else None))
         terms["G/total"] = weighted_total(terms, cfg.loss.weights)
     check_finite(terms, where, last_checkpoint)
     nets.opt_G.zero_grad(set_to_none=True)

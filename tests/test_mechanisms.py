@@ -1,0 +1,198 @@
+"""What training adds so that warping and several references pay off: the direct temporal term, K drawn per
+batch, references spread over the video, and flow and mask heads that start at zero."""
+
+import numpy as np
+import pytest
+import torch
+
+from vid2vid import losses
+from vid2vid.data.datasets import DataConfig, VideoClips, spread_references
+from vid2vid.nn.warp import warp
+
+from .test_training_review import batch_of, dancers, generate_clip, tiny  # noqa: F401 (dancers: a fixture)
+
+# ----------------------------------------------------------------------------------- the temporal term
+
+
+def test_temporal_l1_against_a_value_worked_out_by_hand():
+    """A 1x3 frame, the previous frame shifted by one pixel: a teacher flow of +1 px in x (frame t -> t - 1)
+    brings previous pixel x + 1 to x; the border pixel repeats. Confidence 0 on the last pixel."""
+    previous = torch.tensor([[[[0.0, 0.2, 0.6]]]])
+    fake = torch.tensor([[[[0.1, 0.6, 0.0]]]])
+    flow = torch.zeros(1, 2, 1, 3)
+    flow[:, 0] = 1.0
+    confidence = torch.tensor([[[[1.0, 1.0, 0.0]]]])
+    # warp(previous) = [0.2, 0.6, 0.6]; |fake - warped| * c = [0.1, 0.0, 0.0]; mean over 3 pixels
+    value = losses.temporal_l1(fake, previous, flow, confidence)
+    assert float(value) == pytest.approx(0.1 / 3, abs=1e-7)
+    # The opposite direction of warp would give [0.0, 0.0, 0.2] * c -> |.1| + |.6| over 3: not this value.
+    backwards = losses.l1(fake, warp(previous, -flow), confidence)
+    assert float(backwards) == pytest.approx(0.7 / 3, abs=1e-6)
+
+
+def test_temporal_l1_pushes_only_the_current_frame():
+    previous = torch.rand(1, 3, 8, 8, requires_grad=True)
+    fake = torch.rand(1, 3, 8, 8, requires_grad=True)
+    losses.temporal_l1(fake, previous, torch.zeros(1, 2, 8, 8), torch.ones(1, 1, 8, 8)).backward()
+    assert previous.grad is None and fake.grad.abs().sum() > 0
+
+
+def test_temporal_l1_stays_fp32_under_bf16_autocast():
+    """The CPU stand-in of the CUDA bf16 path: the term is computed and returned in fp32."""
+    previous, fake = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    flow = torch.full((1, 2, 8, 8), 0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = losses.temporal_l1(fake.bfloat16(), previous.bfloat16(), flow, torch.ones(1, 1, 8, 8))
+    assert value.dtype == torch.float32
+    want = losses.temporal_l1(fake.bfloat16().float(), previous.bfloat16().float(), flow, torch.ones(1, 1, 8, 8))
+    # The warp samples in fp32 and hands back the image's dtype: only that bf16 rounding of the warped frame.
+    assert float(value) == pytest.approx(float(want), rel=1e-3)
+
+
+def test_generator_terms_take_the_previous_output_and_the_frames_teacher(dancers):  # noqa: F811
+    """Frame t's term reads the previous generated frame, the stored flow of frame t (to t - 1) and its confidence;
+    frame 0 has none, and a zero weight leaves the term out (imaginaire's recipes)."""
+    from vid2vid.training.config import make_generator
+    from vid2vid.training.frame_step import generator_terms, weighted_total
+
+    cfg = tiny(dancers, loss={"weights": {"temporal_l1": 10.0}})
+    batch = batch_of(cfg)
+    torch.manual_seed(0)
+    outs = generate_clip(make_generator(cfg).eval(), batch)
+    previous = outs[1].fake_images.detach()
+    terms = generator_terms(outs[2], batch, 2, cfg, None, previous)
+    want = (batch["flow_confidence"][:, 2]
+            * (outs[2].fake_images - warp(previous, batch["flow"][:, 2])).abs()).mean()
+    assert float(terms["G/temporal_l1"].detach()) == pytest.approx(float(want.detach()), rel=1e-6)
+    weighted = weighted_total({"G/temporal_l1": terms["G/temporal_l1"]}, cfg.loss.weights)
+    assert float(weighted.detach()) == pytest.approx(10 * float(want.detach()), rel=1e-6)
+    assert "G/temporal_l1" not in generator_terms(outs[0], batch, 0, cfg, None, None)
+    off = tiny(dancers)
+    assert off.loss.weights.temporal_l1 == 0
+    assert "G/temporal_l1" not in generator_terms(outs[2], batch, 2, off, None, previous)
+
+
+def test_training_feeds_the_term_the_frame_generated_just_before(dancers, monkeypatch):  # noqa: F811
+    import vid2vid.train as training
+    from vid2vid.training import frame_step
+    from vid2vid.training.nets import build_nets
+
+    cfg = tiny(dancers, loss={"weights": {"temporal_l1": 1.0}})
+    seen = []
+    real_terms = frame_step.generator_terms
+
+    def generator_terms(out, batch, t, cfg, perceptual, previous_fake=None):
+        seen.append((t, None if previous_fake is None else previous_fake.clone()))
+        return real_terms(out, batch, t, cfg, perceptual, previous_fake)
+
+    generated = []
+    real_step = training.step
+
+    def step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        generated.append(out.fake_images.detach().clone())
+        return out
+
+    monkeypatch.setattr(frame_step, "generator_terms", generator_terms)
+    monkeypatch.setattr(training, "step", step)
+    torch.manual_seed(0)
+    record = training.train_clip(build_nets(cfg, torch.device("cpu"), None), batch_of(cfg), cfg)
+    assert [t for t, _ in seen] == [0, 1, 2] and seen[0][1] is None
+    assert torch.equal(seen[1][1], generated[0]) and torch.equal(seen[2][1], generated[1])
+    assert "G/temporal_l1" in record.means()
+
+
+# ------------------------------------------------------------------------------------- K per batch
+
+
+def test_references_at_draws_every_k_the_same_on_every_rank():
+    from vid2vid.train import references_at
+
+    data = DataConfig(task="pose", num_references=4, min_references=1)
+    drawn = [references_at(0, i, data) for i in range(400)]
+    assert set(drawn) == {1, 2, 3, 4}
+    assert all(80 <= drawn.count(k) <= 120 for k in (1, 2, 3, 4))  # uniform: 100 each expected
+    assert drawn == [references_at(0, i, data) for i in range(400)]  # a function of (seed, iteration) only
+    assert drawn != [references_at(1, i, data) for i in range(400)]
+    fixed = DataConfig(task="pose", num_references=2)
+    assert {references_at(0, i, fixed) for i in range(50)} == {2}
+
+
+def test_min_references_is_checked():
+    with pytest.raises(ValueError, match="min_references must be between 1 and num_references"):
+        DataConfig(task="pose", num_references=2, min_references=3)
+    with pytest.raises(ValueError, match="min_references"):
+        DataConfig(task="pose", num_references=2, min_references=0)
+
+
+def test_with_references_keeps_the_first_k_and_their_teacher_flows(dancers):  # noqa: F811
+    from vid2vid.train import with_references
+
+    cfg = tiny(dancers, data={"num_references": 3})
+    batch = batch_of(cfg)
+    cut = with_references(batch, 2)
+    assert cut["ref_images"].shape[1] == 2 and cut["ref_labels"].shape[1] == 2
+    assert torch.equal(cut["ref_images"], batch["ref_images"][:, :2])
+    assert cut["ref_flow"].shape[2] == 2 and torch.equal(cut["ref_flow"], batch["ref_flow"][:, :, :2])
+    assert torch.equal(cut["ref_flow_confidence"], batch["ref_flow_confidence"][:, :, :2])
+    assert batch["ref_images"].shape[1] == 3  # the loaded batch is left as it was
+    assert with_references(batch, 3) is batch
+
+
+def test_training_with_k_per_batch_runs_every_k(dancers, monkeypatch):  # noqa: F811
+    import vid2vid.train as training
+
+    cfg = tiny(dancers, data={"num_references": 3, "min_references": 1})
+    cfg.schedule.iterations = 6
+    seen = []
+    real = training.train_clip
+
+    def train_clip(nets, batch, *args):
+        seen.append(batch["ref_images"].shape[1])
+        return real(nets, batch, *args)
+
+    monkeypatch.setattr(training, "train_clip", train_clip)
+    training.train(cfg, dancers.parent / "k_per_batch", overwrite=True, progress=False)
+    assert seen == [training.references_at(cfg.run.seed, i, cfg.data) for i in range(6)]
+    assert len(set(seen)) > 1
+
+
+def test_spread_references_take_one_frame_from_each_run():
+    rng = np.random.default_rng(0)
+    others = list(range(0, 4)) + list(range(8, 20))  # the clip holds 4..7
+    for _ in range(50):
+        refs = spread_references(others, 4, rng)
+        assert len(set(refs)) == 4 and set(refs) <= set(others)
+        runs = np.array_split(np.asarray(others), 4)
+        assert sorted(refs) == sorted(int(next(r for r in run if r in refs)) for run in runs)
+    assert spread_references(others, 0, rng) == []
+
+
+def test_dataset_references_stay_outside_the_clip(dancers):  # noqa: F811
+    cfg = tiny(dancers, data={"num_references": 4})
+    clips = VideoClips(cfg.data_root, cfg.data, seed=0)
+    for i in range(20):
+        _, clip, refs = clips.choose(np.random.default_rng([0, 0, i]))
+        assert len(refs) == 4 and not set(refs) & set(clip)
+
+
+# ---------------------------------------------------------------------------------- heads start at zero
+
+
+@pytest.mark.parametrize("gain", [0.02, 1.0])
+def test_flow_and_mask_heads_start_at_zero_flow_and_an_even_blend(dancers, gain):  # noqa: F811
+    from vid2vid.training.config import make_generator
+    from vid2vid.training.nets import init_weights
+
+    cfg = tiny(dancers, data={"num_references": 2})
+    G = make_generator(cfg)
+    init_weights(G, gain)
+    batch = batch_of(cfg)
+    outs = generate_clip(G.eval(), batch)
+    for flow in outs[1].fake_flow_maps:
+        assert flow is not None and float(flow.detach().abs().max()) == 0
+    for mask in outs[1].fake_occlusion_masks:
+        assert torch.allclose(mask, torch.full_like(mask, 0.5))
+    # The rest follows the gain: a trunk conv is not zero.
+    trunk = [m for m in G.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert any(float(m.weight.abs().max()) > 0 for m in trunk)
