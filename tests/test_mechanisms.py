@@ -152,9 +152,14 @@ def test_training_with_k_per_batch_runs_every_k(dancers, monkeypatch):  # noqa: 
         return real(nets, batch, *args)
 
     monkeypatch.setattr(training, "train_clip", train_clip)
-    training.train(cfg, dancers.parent / "k_per_batch", overwrite=True, progress=False)
+    result = training.train(cfg, dancers.parent / "k_per_batch", overwrite=True, progress=False)
     assert seen == [training.references_at(cfg.run.seed, i, cfg.data) for i in range(6)]
     assert len(set(seen)) > 1
+    # Its checkpoint renders: generation reads the training data config with the references switched off.
+    from vid2vid.generate import data_config_for, load_for_inference
+    model = load_for_inference(result.last_checkpoint, torch.device("cpu"))
+    data = data_config_for(result.last_checkpoint, model, None)
+    assert (data.num_references, data.min_references, data.clip_length) == (0, None, 1)
 
 
 def test_spread_references_take_one_frame_from_each_run():
@@ -196,3 +201,33 @@ def test_flow_and_mask_heads_start_at_zero_flow_and_an_even_blend(dancers, gain)
     # The rest follows the gain: a trunk conv is not zero.
     trunk = [m for m in G.modules() if isinstance(m, torch.nn.Conv2d)]
     assert any(float(m.weight.abs().max()) > 0 for m in trunk)
+
+
+# ----------------------------------------------------------------------------- the reference warped in
+
+
+def test_steady_reference_switches_only_past_the_margin():
+    from vid2vid.models.fs_vid2vid import FewShotGenerator
+
+    from .conftest import tiny_few_shot_config
+    G = FewShotGenerator(tiny_few_shot_config(reference_switch_margin=0.25)).eval()
+
+    def attention(*masses):  # (B=1, K, 2, 2) maps whose sums are the given masses
+        return torch.tensor(masses, dtype=torch.float32).view(1, -1, 1, 1).expand(1, len(masses), 2, 2) / 4
+
+    def argmax(a):
+        return a.flatten(2).sum(2).argmax(1)
+
+    a = attention(10.0, 6.0)
+    assert G.steady_reference(a, argmax(a), continuing=False).tolist() == [0]
+    b = attention(10.0, 12.0)  # reference 1 leads by 20%: under the margin, reference 0 stays
+    assert G.steady_reference(b, argmax(b), continuing=True).tolist() == [0]
+    c = attention(10.0, 13.0)  # by 30%: it switches
+    assert G.steady_reference(c, argmax(c), continuing=True).tolist() == [1]
+    assert G.steady_reference(b, argmax(b), continuing=True).tolist() == [1]  # and now reference 1 is kept
+    assert G.steady_reference(b, argmax(b), continuing=False).tolist() == [1]  # a new sequence: the argmax
+    G.reset()
+    assert G.last_ref_idx is None
+    imaginaire = FewShotGenerator(tiny_few_shot_config()).eval()  # margin 0: the argmax every frame
+    imaginaire.steady_reference(a, argmax(a), continuing=False)
+    assert imaginaire.steady_reference(b, argmax(b), continuing=True).tolist() == [1]

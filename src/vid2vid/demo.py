@@ -26,7 +26,6 @@ import torch
 
 from vid2vid import metrics
 from vid2vid.checkpoint import CheckpointError, read_model_info
-from vid2vid.data.datasets import DataConfig
 from vid2vid.data.layout import scan
 from vid2vid.data.video import VideoWriter, write_image
 from vid2vid.data.writer import write_synthetic
@@ -105,9 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         source = "given" if args.checkpoint else "shipped (vid2vid.pretrained, `make pretrained`)"
         print(f"[1/3] the model: {checkpoint} ({source}; model {model_info['model']})")
     model = load_for_inference(checkpoint, device)
-    data = data_config_for(checkpoint, model, None)
-    data = DataConfig.from_dict({**data.to_dict(), "clip_length": 1, "num_references": 0, "min_references": None,
-                                 "augment": False, "teacher_flow": False})
+    data = data_config_for(checkpoint, model, None)  # as trained, one frame at a time, no augmentation
 
     print(f"[2/3] synthesizing the unseen dancer (identity {UNSEEN_IDENTITY}) and an unseen motion into "
           f"{out / 'data'}")

@@ -46,7 +46,8 @@ def data_config_for(checkpoint: str | Path, model, size: tuple[int, int] | None)
     channels (6 pose, 1 face, otherwise street)."""
     info = read_model_info(checkpoint)
     values = dict(info.get("data") or {"task": DataConfig.task_for_label_channels(model.cfg.label_channels)})
-    values.update(clip_length=1, num_references=0, augment=False, max_stride=1, teacher_flow=False)
+    values.update(clip_length=1, num_references=0, min_references=None, augment=False, max_stride=1,
+                  teacher_flow=False)
     if size is not None:
         values["size"] = size
     if values["task"] == "street":

@@ -58,6 +58,10 @@ class FewShotConfig(Settings):
     remove_face_labels: bool = True  # blank DensePose face parts in target and previous labels
     generate_raw_output: bool = False
     spectral_norm: bool = True
+    # Inference along a sequence: keep the previous frame's reference (the one warped in) until another draws
+    # this much more of the attention. 0: imaginaire's choice afresh each frame, which flips between references
+    # of similar weight and shows as flicker.
+    reference_switch_margin: float = 0.0
 
     def __post_init__(self):
         if self.reference_label_mode not in ("mul", "concat"):
@@ -381,6 +385,7 @@ class FewShotGenerator(nn.Module):
         """Start a new sequence: forget the reference encoding and weights cached from the previous one."""
         self.weight_generator.reset()
         self.cached_references = None
+        self.last_ref_idx = None
 
     def train(self, mode: bool = True):
         self.reset()  # the cache was made with weights that training is about to change
@@ -395,6 +400,18 @@ class FewShotGenerator(nn.Module):
         now = (ref_labels, ref_images, version(ref_labels), version(ref_images))
         self.cached_references = now
         return seen is not None and seen[0] is now[0] and seen[1] is now[1] and seen[2:] == now[2:]
+
+    @torch.compiler.disable
+    def steady_reference(self, attention_map: torch.Tensor, ref_idx: torch.Tensor, continuing: bool) -> torch.Tensor:
+        """The reference to warp in (B,): the most attended one, or along a sequence (continuing) the previous
+        frame's unless the most attended draws more than (1 + reference_switch_margin) times its attention."""
+        previous, margin = self.last_ref_idx, self.cfg.reference_switch_margin
+        if continuing and margin > 0 and previous is not None and previous.shape == ref_idx.shape:
+            mass = attention_map.flatten(2).sum(2)  # (B, K)
+            kept, best = mass.gather(1, previous[:, None])[:, 0], mass.gather(1, ref_idx[:, None])[:, 0]
+            ref_idx = torch.where(best > (1 + margin) * kept, ref_idx, previous)
+        self.last_ref_idx = ref_idx
+        return ref_idx
 
     def prepare_labels(self, labels: torch.Tensor | None, is_reference: bool) -> torch.Tensor | None:
         if labels is None or self.cfg.pose_type is None:
@@ -416,6 +433,8 @@ class FewShotGenerator(nn.Module):
 
         x, label_levels, spade_weights, attention_map, ref_idx = self.weight_generator(
             ref_images, ref_labels, label, reuse)
+        if ref_idx is not None and not self.training:
+            ref_idx = self.steady_reference(attention_map, ref_idx, continuing=reuse)
 
         flows, masks, warped, warp_conds = [None, None], [None, None], [None, None], [None, None]
         if cfg.warp_reference:
