@@ -650,3 +650,20 @@ def test_full_disk_while_writing_a_checkpoint(assets, tmp_path, monkeypatch, cap
     monkeypatch.setattr(training, "save_model", real_save)
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert (run / "latest").read_text().strip() == "00000004"
+
+
+def test_resume_with_a_changed_config_keeps_the_runs_data(assets, tmp_path):
+    """`train --resume RUN --config NEW.yaml`: the new config's settings, the run's data (its data_root may be a
+    placeholder, as in the shipped recipes)."""
+    from vid2vid.train import load_train_config
+
+    data = copy(assets, "dancers", tmp_path)
+    cfg = tiny_train_config(data, schedule={"iterations": 2}, run={"checkpoint_every": 2})
+    (tmp_path / "train.yaml").write_text(json.dumps(cfg.to_dict()))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "train.yaml"), "--run-dir", str(run), "--quiet"]) == 0
+    longer = {**cfg.to_dict(), "data_root": "data/nowhere", "schedule": {**cfg.schedule.to_dict(), "iterations": 4}}
+    (tmp_path / "longer.yaml").write_text(json.dumps(longer))
+    assert main(["train", "--resume", str(run), "--config", str(tmp_path / "longer.yaml"), "--quiet"]) == 0
+    assert (run / "latest").read_text().strip() == "00000004"
+    assert load_train_config(run / "config.yaml").data_root == str(data)

@@ -138,7 +138,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         run_dir = run_dir or Path("runs") / Path(args.config).stem
     if args.resume and args.data:
         raise UserError("--data cannot change the data of a run being resumed")
-    cfg = load_train_config(config, data_root=args.data)
+    data_root = args.data
+    if args.resume:  # a changed --config (say, a later time limit) still trains on the run's data
+        data_root = load_train_config(run_dir / "config.yaml").data_root
+    cfg = load_train_config(config, data_root=data_root)
     try:
         result = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
     except TrainingError as exc:
