@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import resource
 import time
 
 import torch
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from vid2vid.device import cpu_name
 
 
 def machine_name(device: torch.device) -> str:

@@ -1,12 +1,12 @@
 """Study 1: vid2vid against a per-frame baseline on held-out built-in street sequences.
 
 The paper's claim: the sequential generator (flow, warping, previous frames, temporal D) flickers less than
-per-frame synthesis, at equal or better image quality. Every arm trains the train_street_cpu recipe for the
-same number of iterations; the baseline is the same generator with num_prev_frames 0 and no temporal D. Both
-are run with the recipe's 3-frame clips and with 6-frame clips (warping, which starts once two previous
-frames exist, then trains on 4 frames in 6 rather than 1 in 3).
+per-frame synthesis, at equal or better image quality. Every arm trains the train_street_cpu recipe (the paper's
+linear blend, 6-frame clips, temporal L1) for the same number of iterations; the baseline is the same generator
+with num_prev_frames 0, no temporal D and no temporal L1. Two more arms: the baseline with the temporal L1 term
+(what the term alone buys), and vid2vid in imaginaire's "spade" form with 3-frame clips (the recipe before).
 
-    python studies/study1_per_frame_baseline.py      (about 35 minutes on 2 CPU cores)
+    python studies/study1_per_frame_baseline.py      (about 2 hours on 2 CPU cores; the first two arms 70 minutes)
 """
 
 import json

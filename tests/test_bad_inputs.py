@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from vid2vid.checkpoint import save_generator
 from vid2vid.cli import main
@@ -26,6 +27,7 @@ from vid2vid.data.video import VideoWriter, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
 from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
+from vid2vid.training.config import find_config
 
 from .conftest import TINY_GENERATOR, parity_dir, tiny_train_config
 
@@ -293,8 +295,12 @@ def _(here, assets):
     colours = np.random.default_rng(0).integers(0, 30, (32, 64, 3), np.uint8)
     for path in (data / "seg_maps").rglob("*.png"):
         write_image(path, colours)
-    return Case(["train", "--config", "train_street_cpu", "--data", str(data), "--run-dir", str(here / "run"),
-                 "--quiet"], ".png", "one channel")
+    # The recipe's 6-frame clips are longer than these 4-frame sequences: the same recipe with clips of 3.
+    recipe = yaml.safe_load(find_config("train_street_cpu").read_text())
+    recipe["data"]["clip_length"] = 3
+    (here / "street.yaml").write_text(yaml.safe_dump(recipe))
+    return Case(["train", "--config", str(here / "street.yaml"), "--data", str(data), "--run-dir",
+                 str(here / "run"), "--quiet"], ".png", "one channel")
 
 
 @case("train: resume a folder that is not a run")

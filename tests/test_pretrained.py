@@ -65,12 +65,14 @@ def test_demo_renders_with_a_given_checkpoint(tiny_run, tmp_path):
     from vid2vid.demo import KS
     from vid2vid.demo import main as demo
 
-    demo(["--checkpoint", str(tiny_run), "--out", str(tmp_path / "demo"), "--frames", "6"])
+    demo(["--checkpoint", str(tiny_run), "--out", str(tmp_path / "demo"), "--frames", "6", "--finetune", "2"])
     report = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    assert all(f"K={k}" in report for k in KS) and report["frames"] == 6
+    assert all(f"K={k}" in report and f"K={k} finetune=2" in report for k in KS) and report["frames"] == 6
+    assert report["shown"] == "K=2 finetune=2"
+    assert report["warping_error"]["result"] == report["K=2 finetune=2"]["warping_error"]
     assert report["warping_error"]["ground_truth"] < 5 and report["model"]["source"] == "given"
-    for k in KS:
-        assert 5 < report[f"K={k}"]["psnr"] < 60 and 0 <= report[f"K={k}"]["ssim"] <= 1
+    for k in [f"K={k}" for k in KS] + [f"K={k} finetune=2" for k in KS]:
+        assert 5 < report[k]["psnr"] < 60 and 0 <= report[k]["ssim"] <= 1
     assert (tmp_path / "demo" / "result.mp4").stat().st_size > 0
     assert (tmp_path / "demo" / "comparison.png").stat().st_size > 0
     assert not (tmp_path / "demo" / "data" / "train").exists()  # nothing trained

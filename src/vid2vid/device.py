@@ -36,6 +36,14 @@ def cpu_flags() -> frozenset[str] | None:
     return None
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def cpu_has_native_bf16() -> bool | None:
     """True or False where the CPU's flags say, None where they cannot be read."""
     flags = cpu_flags()

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from vid2vid.checkpoint import CheckpointError, model_folder
+from vid2vid.device import cpu_has_native_bf16, cpu_name
 from vid2vid.files import atomic_write_bytes
 
 SHIPPED = Path(__file__).parent / "shipped"
@@ -76,8 +77,7 @@ def export(run_dir: Path, name: str = DEFAULT, command: str | None = None) -> Pa
         "command": command or "make pretrained",
         "iterations": int(checkpoint.name),
         "training_minutes": round(seconds / 60, 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "threads": torch.get_num_threads(),
+        "machine": f"{cpu_name()} ({platform.machine()}; native bf16: {cpu_has_native_bf16()})",
         "torch": torch.__version__,
         "held_out": "identities from 1000 on are never trained on (`make demo` renders identity 1000)",
     }
