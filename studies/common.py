@@ -16,6 +16,7 @@ from vid2vid.evaluate import evaluate
 from vid2vid.train import load_train_config, train
 from vid2vid.training.checkpoints import latest_checkpoint
 from vid2vid.training.config import TrainConfig
+from vid2vid.training.log import training_minutes
 
 RESULTS = Path(__file__).parent / "results"
 HELD_OUT_INDEX = 1000  # identities from here on are never used for training
@@ -66,16 +67,6 @@ def run_arm(name: str, cfg: TrainConfig, out: Path, held_out: Path, *, reference
           + "; ".join(f"{k}: PSNR {s['psnr']:.2f}, warping error {s['warping_error']:.3f}"
                       for k, s in report["results"].items()), flush=True)
     return report
-
-
-def training_minutes(run_dir: Path) -> float:
-    """Training time from the run's log: every entry holds the speed over the iterations since the last."""
-    seconds, last = 0.0, 0
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        seconds += (entry["iteration"] - last) / entry["iterations_per_s"]
-        last = entry["iteration"]
-    return seconds / 60
 
 
 def threads() -> None:

@@ -126,12 +126,12 @@ def main(argv: list[str] | None = None) -> None:
                 lambda model, refs, steps=steps: finetune_checkpoint_model(checkpoint, model, refs, steps).model)
             rendered = render_sequence(model, data, heldout_root, sequence, k, refs_root, device, tune=tune)
             pairs = list(zip(rendered.results, rendered.truths, strict=True))
-            scores[f"K={k}" + (f" finetune={steps}" if steps else "")] = {
-                "psnr": float(np.mean([metrics.psnr(r, t) for r, t in pairs])),
-                "ssim": float(np.mean([metrics.ssim(r, t) for r, t in pairs])),
-                "warping_error": metrics.warping_error(rendered.results, rendered.truths)}
+            key = f"K={k}" + (f" finetune={steps}" if steps else "")
+            scores[key] = {"psnr": float(np.mean([metrics.psnr(r, t) for r, t in pairs])),
+                           "ssim": float(np.mean([metrics.ssim(r, t) for r, t in pairs])),
+                           "warping_error": metrics.warping_error(rendered.results, rendered.truths)}
             if k == SHOWN_K:
-                shown, shown_key = rendered, list(scores)[-1]
+                shown, shown_key = rendered, key
     results, truths = shown.results, shown.truths
     with VideoWriter(out / "result.mp4", fps=15) as writer:
         for frame in zip(shown.labels, results, truths, strict=True):

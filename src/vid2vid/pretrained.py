@@ -54,12 +54,12 @@ def shipped_model(name: str = DEFAULT) -> Path:
 def export(run_dir: Path, name: str = DEFAULT, command: str | None = None) -> Path:
     """Copy a finished run's averaged generator, log and recipe into shipped/NAME (replacing what is there)."""
     from vid2vid.training.config import find_config
+    from vid2vid.training.log import training_minutes
 
     spec = MODELS[name]
     checkpoint = model_folder(run_dir)
     if not (checkpoint / "model.safetensors").is_file():
         raise CheckpointError(f"{run_dir}: no finished checkpoint to export")
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     folder = SHIPPED / name
     tmp = SHIPPED / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -68,15 +68,13 @@ def export(run_dir: Path, name: str = DEFAULT, command: str | None = None) -> Pa
         shutil.copyfile(checkpoint / file, tmp / file)
     shutil.copyfile(run_dir / "log.jsonl", tmp / "training_log.jsonl")
     shutil.copyfile(find_config(spec.recipe), tmp / "recipe.yaml")
-    seconds = sum((b["iteration"] - a) / b["iterations_per_s"]
-                  for a, b in zip([0] + [e["iteration"] for e in log[:-1]], log, strict=True))
     provenance = {
         "recipe": spec.recipe,
         "data": f"vid2vid synth {spec.kind} DATA --sequences {spec.sequences} --frames {spec.frames} "
                 f"--size {spec.size[0]}x{spec.size[1]}",
         "command": command or "make pretrained",
         "iterations": int(checkpoint.name),
-        "training_minutes": round(seconds / 60, 1),
+        "training_minutes": round(training_minutes(run_dir), 1),
         "machine": f"{cpu_name()} ({platform.machine()}; native bf16: {cpu_has_native_bf16()})",
         "torch": torch.__version__,
         "held_out": "identities from 1000 on are never trained on (`make demo` renders identity 1000)",

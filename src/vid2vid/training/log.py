@@ -80,3 +80,13 @@ class ClipRecord:
             mask = blank if self.mask[t] is None else self.mask[t].expand(3, -1, -1) * 2 - 1
             rows.append(torch.cat([label_picture(batch["labels"][0, t:t + 1])[0], fake, real[t], warped, mask], 2))
         return torch.cat(rows, 1)
+
+
+def training_minutes(run_dir: Path) -> float:
+    """Training time from the run's log.jsonl: every entry holds the speed over the iterations since the last."""
+    seconds, last = 0.0, 0
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        seconds += (entry["iteration"] - last) / entry["iterations_per_s"]
+        last = entry["iteration"]
+    return seconds / 60
