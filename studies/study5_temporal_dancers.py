@@ -19,10 +19,14 @@ from common import HELD_OUT_INDEX, RESULTS, configure, run_arm, synth, threads
 OUT = RESULTS / "temporal_dancers"
 SIZE = (64, 64)
 ITERATIONS = 300
+PER_FRAME = {"discriminator.temporal": {"enabled": False}, "loss.weights": {"temporal_l1": 0.0}, "data.clip_length": 3}
 ARMS = {
     "few-shot vid2vid": {"data.clip_length": 3},
-    "per-frame": {"generator": {"num_prev_frames": 0}, "discriminator.temporal": {"enabled": False},
-                  "loss.weights": {"temporal_l1": 0.0}, "data.clip_length": 3},
+    "per-frame": {"generator": {"num_prev_frames": 0}, **PER_FRAME},
+    # The paper's equation 1 (few-shot-vid2vid without --spade_combine): the warped reference and previous output
+    # blended in after the decoder with the flow networks' masks, instead of entering through SPADE.
+    "few-shot vid2vid, linear blend": {"generator": {"temporal_combine": "linear"}, "data.clip_length": 3},
+    "per-frame, linear blend": {"generator": {"num_prev_frames": 0, "temporal_combine": "linear"}, **PER_FRAME},
 }
 
 

@@ -80,6 +80,29 @@ def test_fine_tuning_lowers_the_reconstruction_error_of_the_references(run):
     assert after < 0.8 * before, (before, after)
 
 
+def test_each_step_renders_a_rolled_reference_from_all_k_references(run, monkeypatch):
+    """imaginaire's form: the few-shot set is all K references, so at K = 2 the attention path is tuned (leaving
+    the target out would tune the one-reference path, which inference at K = 2 never takes)."""
+    import vid2vid.finetune as tuning
+
+    checkpoint, model, refs, _ = run
+    seen = []
+
+    def recording_step(G, label, history, references):
+        seen.append((label.clone(), references.labels.clone(), references.images.clone()))
+        return step(G, label, history, references)
+    monkeypatch.setattr(tuning, "step", recording_step)
+    finetune_checkpoint_model(checkpoint, model, refs, 4, seed=3)
+    assert len(seen) == 4
+    for label, ref_labels, ref_images in seen:
+        assert torch.equal(ref_labels, refs.labels) and torch.equal(ref_images, refs.images)
+        # the target is one of the references, shifted and perhaps mirrored
+        h, w = label.shape[-2:]
+        candidates = [refs.labels[:, j].roll((dy, dx), dims=(-2, -1)) for j in range(refs.labels.shape[1])
+                      for dy in range(-(h // 16), h // 16 + 1) for dx in range(-(w // 16), w // 16 + 1)]
+        assert any(torch.equal(label, c) or torch.equal(label, c.flip(-1)) for c in candidates)
+
+
 def test_deterministic_for_a_seed(run):
     checkpoint, model, refs, _ = run
     a = finetune_checkpoint_model(checkpoint, model, refs, 3, seed=1).model.state_dict()

@@ -231,3 +231,43 @@ def test_steady_reference_switches_only_past_the_margin():
     imaginaire = FewShotGenerator(tiny_few_shot_config()).eval()  # margin 0: the argmax every frame
     imaginaire.steady_reference(a, argmax(a), continuing=False)
     assert imaginaire.steady_reference(b, argmax(b), continuing=True).tolist() == [1]
+
+
+# ------------------------------------------------------------------ few-shot vid2vid's linear blend (paper eq. 1)
+
+
+def test_few_shot_linear_blend_is_the_papers_equation():
+    """x_t = (1 - m_prev) * warp(x_{t-1}) + m_prev * ((1 - m_ref) * warp(ref) + m_ref * h_t), with h_t decoded from
+    the label alone (no warped image among the SPADE conditions), and h_t as the raw output."""
+    from vid2vid.models.fs_vid2vid import FewShotGenerator
+
+    from .conftest import few_shot_inputs, randomize, tiny_few_shot_config
+    cfg = tiny_few_shot_config(temporal_combine="linear", num_prev_frames=1)
+    G = randomize(FewShotGenerator(cfg), seed=3).eval()
+    assert not hasattr(G, "ref_image_embedding") and not hasattr(G, "prev_image_embedding")
+    # one SPADE input per decoder norm (the label's; generated or projected), where the spade form has three
+    assert all(len(block.norm_0.projections) + block.norm_0.generated_first == 1 for block in G.decoder)
+    x = few_shot_inputs(cfg, k=2, t=1, seed=1)
+    label, ref_labels, ref_images, prev_labels, prev_images = (
+        x[name] for name in ("label", "ref_labels", "ref_images", "prev_labels", "prev_images"))
+    with torch.no_grad():
+        out = G(label, ref_labels, ref_images, prev_labels, prev_images)
+        first = G(label, ref_labels, ref_images)  # no previous frame: only the reference is blended in
+    (m_ref, m_prev), (w_ref, w_prev) = out.fake_occlusion_masks, out.warped_images
+    h = out.fake_raw_images
+    assert 0.05 < float(m_ref.mean()) < 0.95 and 0.05 < float(m_prev.mean()) < 0.95  # both blends take part
+    by_hand = (1 - m_prev) * w_prev + m_prev * ((1 - m_ref) * w_ref + m_ref * h)
+    assert torch.allclose(out.fake_images, by_hand, atol=1e-6)
+    assert not torch.allclose(out.fake_images, h, atol=1e-3)
+    ref = ref_images[torch.arange(1), out.ref_idx]
+    assert torch.allclose(w_ref, warp(ref, out.fake_flow_maps[0]), atol=1e-6)
+    assert torch.allclose(w_prev, warp(prev_images[:, -1], out.fake_flow_maps[1]), atol=1e-6)
+    m_ref, w_ref = first.fake_occlusion_masks[0], first.warped_images[0]
+    assert first.warped_images[1] is None
+    assert torch.allclose(first.fake_images, (1 - m_ref) * w_ref + m_ref * first.fake_raw_images, atol=1e-6)
+
+
+def test_few_shot_temporal_combine_is_checked():
+    from .conftest import tiny_few_shot_config
+    with pytest.raises(ValueError, match="temporal_combine must be 'spade' or 'linear'"):
+        tiny_few_shot_config(temporal_combine="mean")

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from vid2vid import load_generator, save_generator
 from vid2vid.config import load_generator_config
-from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator, blend
+from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
+from vid2vid.nn.warp import blend
 
 from .conftest import randomize
 

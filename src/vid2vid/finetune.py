@@ -1,9 +1,11 @@
 """Test-time fine-tuning of a few-shot generator on its references, as few-shot vid2vid's `--finetune` and
 imaginaire's `finetune` (its dancing inference config: 100 iterations) do it.
 
-Each step takes one reference as the target (its own label as the input, the other references as the few-shot
-set; with K = 1 the reference itself), rolls and flips the target pair at random, and makes one full training
-update on that single frame: the discriminators (when the checkpoint has them), then the generator, with the
+Each step takes one reference as the target (its own label as the input), rolls and flips the target pair at
+random, and makes one full training update on that single frame with all K references as the few-shot set, as
+imaginaire does: so the path tuned is the one inference takes (at K = 2, attention over two references, not the
+one-reference path that leaving the target out would tune). The roll and flip keep the target from being a copy of
+its reference. The update: the discriminators (when the checkpoint has them), then the generator, with the
 recipe's losses and weights. Only the layers imaginaire fine-tunes move: the weight generator's MLP heads
 (imaginaire's `weight_generator.fc*`), the image decoder (`up*`) and the output conv (`conv_img`); in our names
 `weight_generator.heads.*`, `decoder.*` and `to_image.*`. The loaded model is never changed: a copy is tuned.
@@ -155,9 +157,8 @@ def finetune(model: torch.nn.Module, references: References, steps: int = DEFAUL
     bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress)
     for i in bar:
         target = int(torch.randint(k, (), generator=rng))
-        others = [j for j in range(k) if j != target] or [target]
         label, image = roll_and_flip(references.labels[:, target], references.images[:, target], rng)
-        ref_labels, ref_images = references.labels[:, others], references.images[:, others]
+        ref_labels, ref_images = references.labels, references.images
         ref_flow, ref_confidence = reference_flows(label, image, ref_labels[0], ref_images[0], cfg.data.task)
         batch = {"labels": label[:, None], "images": image[:, None], "ref_labels": ref_labels,
                  "ref_images": ref_images, "ref_flow": ref_flow[None], "ref_flow_confidence": ref_confidence[None]}

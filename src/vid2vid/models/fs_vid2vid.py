@@ -7,6 +7,11 @@ MLPs turn the merged encodings into the weights of the SPADE layers of the fines
 levels and of the label embedding's finest decoder convs. The image decoder starts from the
 reference bottleneck and is modulated by the embedded target label and, at the two finest
 levels, by the reference and the previous output warped onto the target by a flow network.
+
+That is temporal_combine="spade" (imaginaire; few-shot-vid2vid's --spade_combine). temporal_combine="linear"
+is the paper's equation 1: the decoder sees the label alone and hallucinates h_t, and the warped reference and
+the warped previous output are blended in after it with the flow networks' masks,
+x_t = (1 - m_prev) * warp(x_{t-1}) + m_prev * ((1 - m_ref) * warp(ref) + m_ref * h_t).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from vid2vid.models.flow import FlowNetwork
 from vid2vid.models.outputs import OutputMapping
 from vid2vid.nn.blocks import LEAKY_SLOPE, ConvBlock, LinearBlock, channels_per_level, upsample2x
 from vid2vid.nn.spade import SPADEResBlock
-from vid2vid.nn.warp import warp
+from vid2vid.nn.warp import blend, warp
 from vid2vid.settings import Settings
 
 
@@ -48,6 +53,7 @@ class FewShotConfig(Settings):
     reference_label_norm_eps: float = 0.1  # the reference sets it on the ref-label encoder norms
     num_multi_spade_layers: int = 2  # finest levels that also take the warped ref / previous frame
     warp_reference: bool = True
+    temporal_combine: str = "spade"  # "spade" (imaginaire) or "linear" (the paper's blend after the decoder)
     num_prev_frames: int = 1
     separate_prev_flow: bool = False       # otherwise one flow network serves ref and previous
     separate_prev_embedding: bool = True
@@ -66,6 +72,8 @@ class FewShotConfig(Settings):
     def __post_init__(self):
         if self.reference_label_mode not in ("mul", "concat"):
             raise ValueError(f"reference_label_mode must be 'mul' or 'concat', got {self.reference_label_mode!r}")
+        if self.temporal_combine not in ("spade", "linear"):
+            raise ValueError(f"temporal_combine must be 'spade' or 'linear', got {self.temporal_combine!r}")
         if self.pose_type not in (None, "both", "open"):
             raise ValueError(f"pose_type must be None, 'both' or 'open', got {self.pose_type!r}")
         ch = self.channels
@@ -75,6 +83,11 @@ class FewShotConfig(Settings):
         if self.attention and not 1 <= self.attention_downsamples <= self.num_downsamples:
             raise ValueError(f"attention_downsamples must be in 1..num_downsamples ({self.num_downsamples}), "
                              f"got {self.attention_downsamples}")
+
+    @property
+    def warp_condition_levels(self) -> int:
+        """Finest decoder levels conditioned on the warped images: none when they are blended in after."""
+        return self.num_multi_spade_layers if self.temporal_combine == "spade" else 0
 
     @property
     def channels(self) -> list[int]:
@@ -352,7 +365,7 @@ class FewShotGenerator(nn.Module):
         sn = cfg.spectral_norm
         self.weight_generator = WeightGenerator(cfg)
         self.decoder = nn.ModuleList([
-            SPADEResBlock(ch[i + 1], ch[i], [ch[i]] * (3 if i < cfg.num_multi_spade_layers else 1),
+            SPADEResBlock(ch[i + 1], ch[i], [ch[i]] * (3 if i < cfg.warp_condition_levels else 1),
                           kernel_size=cfg.kernel_size, spade_kernel_size=cfg.spade_kernel_size,
                           generated=i < cfg.num_generated_layers, spectral=sn)
             for i in range(cfg.num_downsamples + 1)])
@@ -372,13 +385,16 @@ class FewShotGenerator(nn.Module):
                                   num_downsamples=cfg.num_downsamples, kernel_size=cfg.kernel_size,
                                   unet=True, spectral=sn)
 
+        spade = cfg.temporal_combine == "spade"
         if cfg.warp_reference:
             self.flow_network_ref = flow_network(2)
-            self.ref_image_embedding = warped_embedding()
+            if spade:
+                self.ref_image_embedding = warped_embedding()
         share_flow = cfg.warp_reference and not cfg.separate_prev_flow and cfg.num_prev_frames == 1
         self.flow_network_prev = self.flow_network_ref if share_flow else flow_network(cfg.num_prev_frames + 1)
-        share_embedding = cfg.warp_reference and not cfg.separate_prev_embedding
-        self.prev_image_embedding = self.ref_image_embedding if share_embedding else warped_embedding()
+        if spade:
+            share_embedding = cfg.warp_reference and not cfg.separate_prev_embedding
+            self.prev_image_embedding = self.ref_image_embedding if share_embedding else warped_embedding()
         self.reset()
 
     def reset(self):
@@ -441,21 +457,28 @@ class FewShotGenerator(nn.Module):
             ref_label, ref_image = pick_reference(ref_labels, ref_idx), pick_reference(ref_images, ref_idx)
             flows[0], masks[0] = self.flow_network_ref(torch.cat([label, ref_label], dim=1), ref_image)
             warped[0] = warp(ref_image, flows[0])
-            warp_conds[0] = self.ref_image_embedding(torch.cat([warped[0], masks[0]], dim=1))
+            if cfg.warp_condition_levels:
+                warp_conds[0] = self.ref_image_embedding(torch.cat([warped[0], masks[0]], dim=1))
         if prev_labels is not None and prev_labels.shape[1] == cfg.num_prev_frames:
             flows[1], masks[1] = self.flow_network_prev(torch.cat([label, prev_labels.flatten(1, 2)], dim=1),
                                                         prev_images.flatten(1, 2))
             warped[1] = warp(prev_images[:, -1], flows[1])
-            warp_conds[1] = self.prev_image_embedding(torch.cat([warped[1], masks[1]], dim=1))
+            if cfg.warp_condition_levels:
+                warp_conds[1] = self.prev_image_embedding(torch.cat([warped[1], masks[1]], dim=1))
 
         def conds(level, with_warped):
-            if level >= cfg.num_multi_spade_layers:
+            if level >= cfg.warp_condition_levels:
                 return [label_levels[level]]
             return [label_levels[level]] + [c[level] if (c is not None and with_warped) else None
                                              for c in warp_conds]
 
         image = self.decode(x, lambda level: conds(level, True), spade_weights)
         raw = self.decode(x, lambda level: conds(level, False), spade_weights) if cfg.generate_raw_output else None
+        if cfg.temporal_combine == "linear":
+            raw = image
+            for warped_image, mask in zip(warped, masks, strict=True):
+                if warped_image is not None:  # the reference first, then the previous output over it
+                    image = blend(warped_image, image, mask)
 
         return FrameOutput(
             fake_images=image, fake_flow_maps=flows, fake_occlusion_masks=masks, warped_images=warped,

@@ -29,7 +29,7 @@ from vid2vid.models.flow import FlowNetwork
 from vid2vid.models.outputs import OutputMapping
 from vid2vid.nn.blocks import LEAKY_SLOPE, channels_per_level, upsample2x
 from vid2vid.nn.spade import SPADEResBlock
-from vid2vid.nn.warp import warp
+from vid2vid.nn.warp import blend, warp
 from vid2vid.settings import Settings
 
 
@@ -89,11 +89,6 @@ class Vid2VidOutput(OutputMapping):
     fake_occlusion_masks: torch.Tensor | None        # (B, 1, H, W) in (0, 1): weight of the new image
     warped_images: torch.Tensor | None               # (B, 3, H, W) previous output warped
     fake_raw_images: torch.Tensor | None             # hallucinated image h_t (linear blend only)
-
-
-def blend(warped: torch.Tensor, hallucinated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The paper's x_t = (1 - m) * warped + m * hallucinated."""
-    return (1 - mask) * warped + mask * hallucinated
 
 
 def background_mask(label: torch.Tensor, classes: list[int]) -> torch.Tensor:

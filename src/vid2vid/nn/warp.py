@@ -24,3 +24,8 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         grid = torch.stack([grid_x, grid_y], dim=-1)  # (B, H, W, 2)
         out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.to(image.dtype)
+
+
+def blend(warped: torch.Tensor, hallucinated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The papers' x = (1 - m) * warped + m * hallucinated: m, in [0, 1], is the share of the new image."""
+    return (1 - mask) * warped + mask * hallucinated
