@@ -2,9 +2,10 @@
 
 Study 1's question on the other kind of data: does warping the previous output (with the temporal D and the
 temporal L1 term) flicker less than making every frame on its own, at equal image quality? Both arms train the
-train_dancers_cpu recipe (K drawn per batch from 1..4) for the same iterations on 200 identities, with clips of
-3 frames; the per-frame arm has num_prev_frames 0 (it still warps the reference), no temporal D and no temporal
-L1. Scored on identities 1000-1003 doing the motions of 1050-1053, K = 2 references from another video.
+train_dancers_cpu recipe (K drawn per batch from 1..4, the paper's linear blend) for the same iterations on 200
+identities, with clips of 3 frames; the per-frame arm has num_prev_frames 0 (it still warps the reference), no
+temporal D and no temporal L1. The "imaginaire form" arms are the same with imaginaire's SPADE combination of the
+warped images. Scored on identities 1000-1003 doing the motions of 1050-1053, K = 2 references from another video.
 
     python studies/study5_temporal_dancers.py data         synthesize the data
     python studies/study5_temporal_dancers.py arm NAME     train and score one arm (after `data`, both at once)
@@ -20,13 +21,12 @@ OUT = RESULTS / "temporal_dancers"
 SIZE = (64, 64)
 ITERATIONS = 300
 PER_FRAME = {"discriminator.temporal": {"enabled": False}, "loss.weights": {"temporal_l1": 0.0}, "data.clip_length": 3}
+SPADE = {"temporal_combine": "spade"}  # imaginaire's form: the warped images enter the decoder through SPADE
 ARMS = {
     "few-shot vid2vid": {"data.clip_length": 3},
     "per-frame": {"generator": {"num_prev_frames": 0}, **PER_FRAME},
-    # The paper's equation 1 (few-shot-vid2vid without --spade_combine): the warped reference and previous output
-    # blended in after the decoder with the flow networks' masks, instead of entering through SPADE.
-    "few-shot vid2vid, linear blend": {"generator": {"temporal_combine": "linear"}, "data.clip_length": 3},
-    "per-frame, linear blend": {"generator": {"num_prev_frames": 0, "temporal_combine": "linear"}, **PER_FRAME},
+    "few-shot vid2vid, imaginaire form": {"generator": SPADE, "data.clip_length": 3},
+    "per-frame, imaginaire form": {"generator": {"num_prev_frames": 0, **SPADE}, **PER_FRAME},
 }
 
 

@@ -271,3 +271,30 @@ def test_few_shot_temporal_combine_is_checked():
     from .conftest import tiny_few_shot_config
     with pytest.raises(ValueError, match="temporal_combine must be 'spade' or 'linear'"):
         tiny_few_shot_config(temporal_combine="mean")
+
+
+def test_linear_blend_few_shot_trains_and_its_warp_terms_reach_the_flow_networks(dancers):  # noqa: F811
+    """One training run of the linear form: the flow networks get gradients through the blend (the output's GAN,
+    L1 and temporal terms) as well as their own terms, and the checkpoint renders a sequence."""
+    from vid2vid.generate import load_for_inference
+    from vid2vid.step import References, new_history, step
+    from vid2vid.train import train
+    from vid2vid.training.config import make_generator
+
+    from .conftest import TINY_GENERATOR
+    cfg = tiny(dancers, generator={**TINY_GENERATOR, "temporal_combine": "linear"},
+               loss={"weights": {"perceptual": 0, "temporal_l1": 10}})
+    G = make_generator(cfg)
+    batch = batch_of(cfg)
+    outs = generate_clip(G.train(), batch)
+    loss = sum((o.fake_images - batch["images"][:, t]).abs().mean() for t, o in enumerate(outs))
+    loss.backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0
+               for p in (G.flow_network_ref.mask_head.conv.weight, G.flow_network_prev.mask_head.conv.weight))
+    result = train(cfg, dancers.parent / "linear_few_shot", overwrite=True, progress=False)
+    model = load_for_inference(result.last_checkpoint, torch.device("cpu"))
+    assert model.cfg.temporal_combine == "linear"
+    history, refs = new_history(model), References(batch["ref_labels"][:1], batch["ref_images"][:1])
+    with torch.no_grad():
+        frames = [step(model, batch["labels"][:1, t], history, refs).fake_images for t in range(3)]
+    assert all(f.shape == (1, 3, 32, 32) and torch.isfinite(f).all() for f in frames)
