@@ -33,7 +33,7 @@ demo: $(STAMP)
 demo-train: $(STAMP)
 	$(PY) -m vid2vid.demo --train --out demo_out
 
-# Rebuild the shipped dancer model from its recipe (its training took 87 minutes on 2 CPU cores): synthesize, train, export.
+# Rebuild the shipped dancer model from its recipe (56 minutes on 2 CPU cores beside another job): synthesize, train, export.
 pretrained: $(STAMP)
 	$(PY) -m vid2vid.pretrained build --work pretrained_work
 

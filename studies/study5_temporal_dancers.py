@@ -9,13 +9,14 @@ warped images. Scored on identities 1000-1003 doing the motions of 1050-1053, K 
 
     python studies/study5_temporal_dancers.py data         synthesize the data
     python studies/study5_temporal_dancers.py arm NAME     train and score one arm (after `data`, both at once)
-    python studies/study5_temporal_dancers.py               both arms, then the table
+    python studies/study5_temporal_dancers.py table         the table and plot of the arms finished so far
+    python studies/study5_temporal_dancers.py               every arm, then the table
 """
 
 import json
 import sys
 
-from common import HELD_OUT_INDEX, RESULTS, configure, run_arm, synth, threads
+from common import HELD_OUT_INDEX, RESULTS, configure, plot_bars, run_arm, synth, threads
 
 OUT = RESULTS / "temporal_dancers"
 SIZE = (64, 64)
@@ -54,10 +55,14 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "arm":
         arm(sys.argv[2])
         sys.exit()
-    reports = {name: arm(name) for name in ARMS}
+    if sys.argv[1:] == ["table"]:
+        reports = {name: json.loads(path.read_text()) for name in ARMS
+                   if (path := OUT / "reports" / name / "metrics.json").is_file()}
+    else:
+        reports = {name: arm(name) for name in ARMS}
     table = {name: {"PSNR (dB)": r["results"]["K=2"]["psnr"], "SSIM": r["results"]["K=2"]["ssim"],
-                    "warping error": r["results"]["K=2"]["warping_error"],
-                    "training minutes": r["training"]["minutes"]} for name, r in reports.items()}
+                    "warping error": r["results"]["K=2"]["warping_error"]} for name, r in reports.items()}
+    plot_bars(OUT / "study5.png", "few-shot vid2vid against per-frame, unseen dancers (K = 2)", table, "")
     table["ground truth"] = {"warping error": next(iter(reports.values()))["ground_truth"]["warping_error"]}
     (OUT / "study5.json").write_text(json.dumps(table, indent=2) + "\n")
     print(json.dumps(table, indent=2))
