@@ -43,7 +43,7 @@ UNSEEN_IDENTITY = 1000
 
 KS = (1, 2, 4)
 SHOWN_K = 2  # the K of result.mp4 and comparison.png (fine-tuned when the demo fine-tunes)
-FINETUNE_STEPS = 100  # imaginaire's dancing inference; on 4 unseen dancers it added 0.8 dB (docs/RESULTS.md)
+FINETUNE_STEPS = 100  # imaginaire's dancing inference; +0.2 dB on 4 unseen dancers with the shipped model
 
 
 def make_unseen(out: Path, size: tuple[int, int], frames: int) -> tuple[Path, Path]:
