@@ -5,7 +5,7 @@ models train train_dancers_cpu (K drawn per batch from 1..4) for the same number
 identities; each renders held-out identities doing held-out motions from K = 1, 2, 4 frames of another video of
 the same identity.
 
-    python studies/study2_few_shot.py                (about 45 minutes on 2 CPU cores)
+    python studies/study2_few_shot.py                (about 35 minutes on one core beside another job)
 """
 
 import json

@@ -473,12 +473,13 @@ class FewShotGenerator(nn.Module):
                                              for c in warp_conds]
 
         image = self.decode(x, lambda level: conds(level, True), spade_weights)
-        raw = self.decode(x, lambda level: conds(level, False), spade_weights) if cfg.generate_raw_output else None
-        if cfg.temporal_combine == "linear":
+        if cfg.temporal_combine == "linear":  # the decoded image is the raw one; no second decode
             raw = image
             for warped_image, mask in zip(warped, masks, strict=True):
                 if warped_image is not None:  # the reference first, then the previous output over it
                     image = blend(warped_image, image, mask)
+        else:
+            raw = self.decode(x, lambda level: conds(level, False), spade_weights) if cfg.generate_raw_output else None
 
         return FrameOutput(
             fake_images=image, fake_flow_maps=flows, fake_occlusion_masks=masks, warped_images=warped,
