@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: test lint bench demo demo-train pretrained clean
+.PHONY: test test-slow lint bench demo demo-train pretrained clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks studies
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# The tests too slow for CI's timed suite (a torch.compile build of the whole frame step).
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 # Render an unseen dancer with the shipped few-shot model (src/vid2vid/shipped/dancers_cpu): demo_out/.
 demo: $(STAMP)

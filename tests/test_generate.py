@@ -60,6 +60,31 @@ def test_bf16_generation_is_close_to_fp32(trained, tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(frames["bf16"], frames["fp32"], strict=True))
 
 
+def test_compile_flag_runs_the_frame_step_through_torch_compile(trained, tmp_path, monkeypatch):
+    """--compile hands the model to torch.compile and renders with what it returns (the build itself is the slow
+    test below and serve's compiled-worker test)."""
+    import torch
+
+    root, checkpoint = trained
+    ref = str(root / "train" / "images" / "dancers0000" / "00002.png")
+    compiled = []
+
+    def record(model):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", record)
+    frames = {}
+    for name, flags in (("eager", []), ("compiled", ["--compile"])):
+        assert main(["generate", "--checkpoint", str(checkpoint), "--driving", str(root / "heldout"), "--reference",
+                     ref, "-o", str(tmp_path / f"{name}.mp4"), "--max-frames", "2", "--frames-dir",
+                     str(tmp_path / name), "--quiet", *flags]) == 0
+        frames[name] = [read_image(p) for p in image_files(tmp_path / name)]
+    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+    assert all(np.array_equal(a, b) for a, b in zip(frames["compiled"], frames["eager"], strict=True))
+
+
+@pytest.mark.slow  # a torch.compile build of the whole frame step: about two minutes on 2 CPU cores
 def test_compiled_generation_matches_eager(trained, tmp_path):
     """--compile (torch.compile of the frame step) renders the frames of the eager model."""
     root, checkpoint = trained
