@@ -63,13 +63,14 @@ FLOW_REL_TOL = 1e-5
 WARP_END_TO_END_TOL = 2e-4
 
 
-def assert_parity(name: str, got: torch.Tensor, want: torch.Tensor) -> None:
+def assert_parity(name: str, got: torch.Tensor, want: torch.Tensor, tol: float | None = None) -> None:
     diff = (got.double() - want.double()).abs().max().item()
     if "flow" in name:
         scale = max(1.0, want.abs().max().item())
         assert diff <= FLOW_REL_TOL * scale, f"{name}: max abs diff {diff:.3g} (flow scale {scale:.3g})"
     else:
-        tol = WARP_END_TO_END_TOL if "warped" in name else PARITY_TOL
+        if tol is None:
+            tol = WARP_END_TO_END_TOL if "warped" in name else PARITY_TOL
         assert diff <= tol, f"{name}: max abs diff {diff:.3g}"
 
 

@@ -13,6 +13,15 @@ from .test_fs_vid2vid_parity import ema_form
 
 pytestmark = pytest.mark.parity
 
+# vid2vid's first frame decodes from a 2x4 bottleneck, whose InstanceNorms over 8 values magnify float32
+# rounding: the fixture's first image is 2.8e-4 from our float64 evaluation of the same weights, and our
+# float32 run 5e-5 from it on an Intel Xeon (AVX-512, AMX), so 3.0e-4 from the fixture there, while on an
+# AMD EPYC (AVX2) it stayed within 1e-4 of the fixture. The first frame gets the two roundings together
+# (FIRST_FRAME_F64_TOL bounds the fixture's, pinned below); a formula slip (a gamma/beta swap, a missing
+# bias) moves it by 1e-2 or more. Later frames start from a full-size image and keep PARITY_TOL.
+FIRST_FRAME_F64_TOL = 3e-4
+FIRST_FRAME_TOL = 2 * FIRST_FRAME_F64_TOL
+
 
 def one_hot(index: torch.Tensor) -> torch.Tensor:
     # Contiguous: a channels-last view would select other conv kernels and other rounding.
@@ -43,7 +52,7 @@ def check_all_steps(model, tensors):
                 if key.endswith("__is_none"):
                     assert out[name] is None, key
                 else:
-                    assert_parity(key, out[name], want)
+                    assert_parity(key, out[name], want, FIRST_FRAME_TOL if step == "a" else None)
                     checked += 1
     assert checked == 6  # a, b: image; c: image, flow, mask, warped image
 
@@ -54,6 +63,14 @@ def test_every_output_of_every_step_matches(fixture_files):
     assert not model.training and model.cfg.first_frame_size == (128, 256)
     assert sum(p.numel() for p in model.parameters()) == 3_322_662
     check_all_steps(model, tensors)
+
+
+def test_first_frame_in_float64_matches_within_the_fixtures_own_rounding(fixture_files):
+    root, tensors = fixture_files
+    model = load_generator(root / "state_dict.pt", root / "config.yaml").double()
+    with torch.no_grad():
+        got = model(label=one_hot(tensors["a.in.label_index"]).double()).fake_images
+    assert_parity("a.out.fake_images", got, tensors["a.out.fake_images"], FIRST_FRAME_F64_TOL)
 
 
 def test_warp_of_fixture_flow_matches(fixture_files):
