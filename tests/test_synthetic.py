@@ -1,6 +1,8 @@
 """Procedural datasets: determinism, label/image consistency, identity/motion separation and exact flow."""
 
+import dataclasses
 import functools
+import itertools
 from itertools import pairwise
 
 import cv2
@@ -53,10 +55,10 @@ def test_shapes_and_dtypes(kind):
         else:
             assert f.flow.shape == (h, w, 2) and f.flow.dtype == np.float32 and np.isfinite(f.flow).all()
             assert f.flow_valid.shape == (h, w) and f.flow_valid.dtype == bool
-        assert (f.people is not None) == (kind == "dancers")
+        assert (f.people is not None) == (kind in ("dancers", "turning"))
         assert (f.landmarks is not None) == (kind == "faces")
         assert (f.seg is not None) == (kind == "street")
-        if kind == "dancers":
+        if f.people is not None:
             p = f.people[0]
             assert [len(p[k]) for k in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
                                         "hand_right_keypoints_2d")] == [75, 210, 63, 63]
@@ -118,6 +120,83 @@ def test_dancer_joints_differ_from_the_background_colour():
     body = body_points(f0)
     x, y = np.rint(body[:15, 0]).astype(int), np.rint(body[:15, 1]).astype(int)
     assert (np.abs(f0.image[y, x].astype(float) - background[y, x]).sum(-1) > 20).all()
+
+
+
+TURNING = 16  # frames: every turning dancer shows both sides within 16 frames
+
+
+def turned(index, count=TURNING):
+    turns = dancers._Turns(common._rng(0, "turning", index, common._MOTION_STREAM))
+    return [turns(t) for t in range(count)]
+
+
+def test_turning_dancers_show_both_sides_in_spans_of_4_to_8_frames():
+    for index in range(40):
+        views = turned(index, 40)
+        assert any(views[:TURNING]) and not all(views[:TURNING]), index
+        spans = [len(list(g)) for _, g in itertools.groupby(views)]
+        assert all(4 <= n <= 8 for n in spans[1:-1]), (index, spans)
+
+
+def test_a_turning_dancer_facing_the_camera_is_the_dancer_of_the_same_index():
+    for index in (0, 3):
+        views, own, dancer = turned(index), frames("turning", index, TURNING), frames("dancers", index, TURNING)
+        assert identity("turning", index).shirt == identity("dancers", index).shirt
+        for t, (f, g) in enumerate(zip(own, dancer, strict=True)):
+            if not views[t]:
+                assert f.image.tobytes() == g.image.tobytes() and f.people == g.people, (index, t)
+                if t > 0 and not views[t - 1]:
+                    assert f.flow_valid.tobytes() == g.flow_valid.tobytes()
+
+
+def test_a_turned_dancer_is_the_front_view_mirrored_without_a_face():
+    index = 3
+    views, own, dancer = turned(index), frames("turning", index, TURNING), frames("dancers", index, TURNING)
+    assert any(views)
+    for t in np.nonzero(views)[0]:
+        back, front = body_points(own[t]), body_points(dancer[t])
+        seen = np.ones(25, bool)
+        seen[[0, 15, 16]] = False  # nose and eyes: hidden, as OpenPose reports them (0, 0, 0)
+        assert (back[~seen] == 0).all() and (back[seen, 2] == 1).all()
+        # Mirrored about the body's vertical axis: x_back + x_front is the same for every joint, y unchanged.
+        total = back[seen, 0] + front[seen, 0]
+        assert np.ptp(total) < 1e-3 and np.abs(back[seen, 1] - front[seen, 1]).max() < 1e-3
+        assert back[2, 0] > back[5, 0] and back[9, 0] > back[12, 0]  # the person's right on the image right
+        face = np.array(own[t].people[0]["face_keypoints_2d"]).reshape(-1, 3)
+        assert (face == 0).all()
+        hand = np.array(own[t].people[0]["hand_right_keypoints_2d"]).reshape(-1, 3)
+        assert (hand[:, 2] == 1).all()
+        assert (own[t].parts[own[t].parts > 0] > dancers._BACK_VIEW_IDS).all()  # the back view's own parts
+
+
+def test_a_turned_dancer_shows_the_shirts_back_and_no_flow_crosses_a_turn():
+    index = 3
+    look = identity("turning", index)
+    assert look.back is not None and look.back != look.shirt
+    motion = functools.partial(common._rng, 0, "dancers", index, common._MOTION_STREAM)
+    turns = functools.partial(common._rng, 0, "turning", index, common._MOTION_STREAM)
+
+    def render(ident):
+        scene = dancers._DancerScene(ident, motion(), SIZE, dancers._Turns(turns()))
+        return list(common._frames(scene, TURNING))
+
+    own, one_sided = render(look), render(dataclasses.replace(look, back=look.shirt))
+    views = turned(index)
+    shirt = {dancers._BACK_VIEW_IDS + n for n in (43, 44, 45, 46, 52, 53, 54)}  # torso and sleeves seen from behind
+    for t, (f, g) in enumerate(zip(own, one_sided, strict=True)):
+        differs = np.abs(f.image.astype(int) - g.image).sum(-1) > 0
+        if not views[t]:
+            assert not differs.any()
+            continue
+        # The back garment is everything that changes (beside the shirt's own pixels: the anti-aliased fringes
+        # of the parts over and under it), and the torso is mostly that garment's colours.
+        near_shirt = cv2.dilate(np.isin(f.parts, list(shirt)).astype(np.uint8), np.ones((5, 5))) > 0
+        assert differs.any() and not (differs & ~near_shirt).any()
+        torso = f.parts == dancers._BACK_VIEW_IDS + 43
+        assert differs[torso].mean() > 0.9
+        if t > 0 and views[t - 1] != views[t]:  # a turn: no body pixel's flow is valid, the backdrop's is
+            assert not f.flow_valid[f.parts > 0].any() and f.flow_valid[f.parts == 0].mean() > 0.9
 
 
 def test_face_landmarks_on_the_face():
@@ -214,7 +293,8 @@ def _warp(image, flow):
 # to their mean, where the error is below 8% of their amplitude; and both images are rounded to uint8. So
 # the mean is small and the tail is bounded by the sharpest edges. Where the frame changed (by more than 3
 # levels), the flow must explain it: zero flow, or the flow half a pixel off, is far worse.
-FLOW_CASES = {"dancers": (2, (160, 160)), "faces": (2, (192, 192)), "street": (2, (128, 128))}
+FLOW_CASES = {"dancers": (2, (160, 160)), "faces": (2, (192, 192)), "street": (2, (128, 128)),
+              "turning": (2, (160, 160))}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_detector_models)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
-    synth.add_argument("kind", choices=["dancers", "street", "faces"])
+    synth.add_argument("kind", choices=["dancers", "street", "faces", "turning"])
     synth.add_argument("output", metavar="OUT", help="dataset folder to write")
     synth.add_argument("--sequences", type=positive_int, default=8, help="number of sequences (each its own identity)")
     synth.add_argument("--frames", type=positive_int, default=32, help="frames per sequence")

@@ -1,8 +1,9 @@
 """Procedural videos with exact ground truth, so that training, generation and the demo run offline.
 
-Three kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + hand-21 keypoints), "street"
-(a forward-driving camera in a city street with Cityscapes label ids) and "faces" (a talking head with dlib-68
-landmarks). A sequence is a pure function of (kind, index, seed): its appearance ("identity") comes from one
+Four kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + hand-21 keypoints), "street"
+(a forward-driving camera in a city street with Cityscapes label ids), "faces" (a talking head with dlib-68
+landmarks) and "turning" (the dancers, turning their backs to the camera now and then, the shirt's back a
+garment of its own). A sequence is a pure function of (kind, index, seed): its appearance ("identity") comes from one
 random stream and its motion from another, so any identity can perform any sequence's motion.
 
 Everything is drawn as regions: a region is a set of polygons in the local coordinates of a rigid body, moved
@@ -34,7 +35,14 @@ from vid2vid.data.synthetic.common import (
     _frames,
     _rng,
 )
-from vid2vid.data.synthetic.dancers import BODY_25_NAMES, DancerIdentity, _dancer_identity, _DancerScene
+from vid2vid.data.synthetic.dancers import (
+    BODY_25_NAMES,
+    DancerIdentity,
+    _dancer_identity,
+    _DancerScene,
+    _turning_identity,
+    _Turns,
+)
 from vid2vid.data.synthetic.faces import PortraitIdentity, _portrait_identity, _PortraitScene
 from vid2vid.data.synthetic.street import CITYSCAPES_IDS, StreetLook, _street_look, _StreetScene
 
@@ -46,6 +54,8 @@ def identity(kind: str, index: int, seed: int = 0) -> DancerIdentity | StreetLoo
     """The appearance parameters of identity `index`: a DancerIdentity, a StreetLook or a PortraitIdentity."""
     _check(kind, index, seed)
     rng = _rng(seed, kind, index, _IDENTITY_STREAM)
+    if kind == "turning":  # the dancer of the same index, with a shirt back of its own
+        return _turning_identity(rng, identity("dancers", index, seed))
     palette = _rng(seed, kind, 0, _PALETTE_STREAM)  # shared by all indices: colour wheels stepped by index
     return {"dancers": _dancer_identity, "street": _street_look, "faces": _portrait_identity}[kind](rng, palette,
                                                                                                     index)
@@ -66,6 +76,9 @@ def sequence(kind: str, index: int, frames: int, size: tuple[int, int], seed: in
     motion_rng = _rng(seed, kind, motion_index, _MOTION_STREAM)
     if kind == "dancers":
         scene = _DancerScene(look, motion_rng, (height, width))
+    elif kind == "turning":  # the dance of the same index, with turns drawn from a stream of their own
+        scene = _DancerScene(look, _rng(seed, "dancers", motion_index, _MOTION_STREAM), (height, width),
+                             _Turns(motion_rng))
     elif kind == "faces":
         scene = _PortraitScene(look, motion_rng, (height, width))
     else:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-KINDS = ("dancers", "street", "faces")
+KINDS = ("dancers", "street", "faces", "turning")  # appended: a kind's index seeds its streams
 
 FPS = 30.0  # frames per second the motions are designed for
 

@@ -1,11 +1,14 @@
-"""Kind "dancers": an articulated person with clothes, a face and hands, dancing before a backdrop, with OpenPose
-BODY_25 + face-70 + hand-21 keypoints."""
+"""Kinds "dancers" and "turning": an articulated person with clothes, a face and hands, dancing before a backdrop,
+with OpenPose BODY_25 + face-70 + hand-21 keypoints. A "turning" dancer is the "dancers" one of the same index
+doing the same dance, but it turns its back to the camera for spans of frames, and its shirt's back is a garment
+of its own: a reference that shows only one side cannot tell the other's colours."""
 
 from __future__ import annotations
 
+import colorsys
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -60,6 +63,7 @@ class DancerIdentity:
     bottoms_style: str  # trousers, shorts, skirt
     shoes: tuple[float, float, float]
     backdrop: Backdrop
+    back: Garment | None = None  # the shirt's back and sleeves' backs ("turning"); None: never seen
 
 
 def _dancer_identity(rng: np.random.Generator, palette: np.random.Generator, index: int) -> DancerIdentity:
@@ -83,6 +87,27 @@ def _dancer_identity(rng: np.random.Generator, palette: np.random.Generator, ind
         head=rng.uniform(0.92, 1.08), shirt=shirt, sleeves=_pick(rng, ("none", "short", "long"), [1, 2, 2]),
         bottoms=bottoms, bottoms_style=_pick(rng, ("trousers", "shorts", "skirt"), [3, 1.5, 1.5]),
         shoes=_hsv(rng.uniform(), rng.uniform(0, 0.6), rng.uniform(0.1, 0.8)), backdrop=backdrop)
+
+
+def _turning_identity(rng: np.random.Generator, dancer: DancerIdentity) -> DancerIdentity:
+    """The dancer with a shirt back of another hue (a quarter to three quarters round the wheel from the front)."""
+    hue = colorsys.rgb_to_hsv(*(c / 255 for c in dancer.shirt.colour))[0]
+    return replace(dancer, back=_random_garment(rng, hue + rng.uniform(0.25, 0.75), (0.035, 0.07)))
+
+
+class _Turns:
+    """When a turning dancer shows its back: alternate spans of 4-8 frames facing and turned away, from a random
+    phase, so that a 16-frame video shows both sides. A turn happens between two frames (no side view)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.span = int(rng.integers(4, 9))
+        self.phase = int(rng.integers(0, 2 * self.span))
+
+    def __call__(self, t: int) -> bool:
+        return (t + self.phase) // self.span % 2 == 1
+
+
+_BACK_VIEW_IDS = 100  # added to every region id in the back view: no pixel's flow is valid across a turn
 
 
 class _DancerMotion:
@@ -116,8 +141,10 @@ _HEAD_ANCHOR = (0.0, 0.42)  # where the neck enters the head, in face units
 
 
 class _DancerScene(_Scene):
-    def __init__(self, ident: DancerIdentity, rng: np.random.Generator, size: tuple[int, int]):
+    def __init__(self, ident: DancerIdentity, rng: np.random.Generator, size: tuple[int, int],
+                 turns: _Turns | None = None):
         height, width = size
+        self.turns = turns
         self.size = size
         self.ident = ident
         self.px = ident.stature * min(height, width)
@@ -128,18 +155,26 @@ class _DancerScene(_Scene):
         self.background = _backdrop_image(ident.backdrop, size, floor_y=self.ground - 0.1 * height)
         self.pose = functools.lru_cache(maxsize=4)(self._pose)
         self.foot = _ellipse(0.036, 0.0, 0.042, 0.03, 20)  # shoe, in the foot's frame (x from the ankle down)
-        self._build_regions()
+        self.front_view = self._build_regions(back_view=False)
+        self.back_view = self._build_regions(back_view=True) if turns is not None else None
+
+    def turned(self, t: int) -> bool:
+        return self.turns is not None and self.turns(t)
 
     # -- shapes (fixed in each part's local frame)
-    def _build_regions(self) -> None:
+    def _build_regions(self, back_view: bool) -> list[_Region]:
+        """The parts in drawing order. Seen from behind, the pose is mirrored (see _pose), so the same shapes
+        serve; the shirt shows its back (sleeves included: a two-coloured top) and the head its hair, drawn over
+        the body."""
         d = self.ident
         skin = d.face.skin
+        shirt = d.back if back_view else d.shirt
         b = d.build
         arm_r = (0.031 * b, 0.026 * b, 0.021 * b)
         leg_r = (0.05 * b, 0.037 * b, 0.027 * b)
         regions: list[_Region] = []
-        back, front = self.face.regions(_NEUTRAL, 60)
-        regions += back
+        behind, over = ([], self.face.back_regions(_NEUTRAL, 60)) if back_view else self.face.regions(_NEUTRAL, 60)
+        regions += behind
         for i, _, x in _SIDES:
             n = 10 + 10 * i
             legs = d.bottoms_style == "trousers"
@@ -171,12 +206,12 @@ class _DancerScene(_Scene):
                 (d.torso + 0.005, sh * 0.55), (d.torso + 0.012, 0.0)]
         torso = _spline([(u, -v) for u, v in half[:-1]] + [half[-1]] + [(u, v) for u, v in half[-2::-1]],
                         closed=True, per=5)
-        regions.append(_Region(43, "torso", [torso], _garment_paint(d.shirt, sh)))
-        regions += front
+        regions.append(_Region(43, "torso", [torso], _garment_paint(shirt, sh)))
+        regions += over
         for i, s, x in _SIDES:
             n = 44 + 8 * i
             skin_arm = _shaded_paint(skin, arm_r[0])
-            sleeve = _garment_paint(d.shirt, arm_r[0] * 1.15)
+            sleeve = _garment_paint(shirt, arm_r[0] * 1.15)
             long = d.sleeves == "long"
             regions.append(_Region(n, "upper_" + x, [_capsule(d.upper_arm, arm_r[0], arm_r[1])],
                                    sleeve if long else skin_arm))
@@ -185,13 +220,13 @@ class _DancerScene(_Scene):
                                                                       arm_r[0] * 1.15)], sleeve))
             regions.append(_Region(n + 2, "fore_" + x, [_capsule(d.forearm, arm_r[1] * (1.1 if long else 1.0),
                                                                  arm_r[2] * (1.1 if long else 1.0))],
-                                   _garment_paint(d.shirt, arm_r[1] * 1.1) if long else _shaded_paint(skin, arm_r[1])))
+                                   _garment_paint(shirt, arm_r[1] * 1.1) if long else _shaded_paint(skin, arm_r[1])))
             palm, fingers = _hand_shape(s)
             regions.append(_Region(n + 3, "hand_" + x, [palm] + fingers, _shaded_paint(skin, 0.03)))
-        self.regions_list = regions
+        return [replace(r, id=r.id + _BACK_VIEW_IDS) for r in regions] if back_view else regions
 
     def regions(self, t: int) -> list:
-        return self.regions_list
+        return self.back_view if self.turned(t) else self.front_view
 
     # -- pose
     def _pose(self, t: int) -> dict:
@@ -223,8 +258,9 @@ class _DancerScene(_Scene):
         frames["head"] = (_translate(*top) @ _rotate_scale(up + 90 + tilt, unit)
                           @ _translate(-_HEAD_ANCHOR[0], -_HEAD_ANCHOR[1]))
         sole = max(_apply(frames["foot_" + x], self.foot)[:, 1].max() for _, _, x in _SIDES)
+        # Seen from behind, the person's right is on the image right: the front view mirrored about the body's axis.
         place = _translate(self.centre + m.sway(t) * self.px, self.ground - sole * self.px) @ np.diag(
-            [self.px, self.px, 1.0])
+            [-self.px if self.turned(t) else self.px, self.px, 1.0])
         return {k: place @ v for k, v in frames.items()}
 
     def matrix(self, key, t: int) -> np.ndarray:
@@ -259,11 +295,16 @@ class _DancerScene(_Scene):
             body[toes:toes + 3] = at("foot_" + x, [(0.062, -s * 0.014), (0.056, s * 0.02), (0.022, 0.0)])
         face = np.concatenate([lm, at("head", self.face.pupils(_NEUTRAL))])
         hands = {x: at("hand_" + x, _hand_keypoints(s)) for _, s, x in _SIDES}
+        body_seen, face_seen = np.ones(len(body)), np.ones(len(face))
+        if self.turned(t):  # from behind, as OpenPose sees it: no face, no nose, no eyes (the ears stay)
+            body_seen[[0, 15, 16]] = 0.0
+            face_seen[:] = 0.0
 
-        def flat(points):
-            return np.concatenate([points, np.ones((len(points), 1))], 1).astype(np.float32).ravel().tolist()
+        def flat(points, seen=None):
+            seen = np.ones(len(points)) if seen is None else seen
+            return (np.concatenate([points * seen[:, None], seen[:, None]], 1)).astype(np.float32).ravel().tolist()
 
-        person = {"pose_keypoints_2d": flat(body), "face_keypoints_2d": flat(face),
+        person = {"pose_keypoints_2d": flat(body, body_seen), "face_keypoints_2d": flat(face, face_seen),
                   "hand_left_keypoints_2d": flat(hands["l"]), "hand_right_keypoints_2d": flat(hands["r"])}
         return [person], None
 

@@ -222,6 +222,25 @@ class _FaceModel:
         return back, front
 
 
+    def back_regions(self, e: _Expression, first_id: int) -> list:
+        """The head seen from behind, all drawn over the neck and the body: ears, then hair over the whole head
+        (skull and face outline, with long hair hanging down the back); bodies as in regions()."""
+        f = self.face
+        p = self.landmarks(e)
+        cx, cy, rx, ry = self.skull
+        colour = _mix(f.hair, f.skin, 0.45) if f.hair_style == "buzz" else f.hair
+        head = [np.concatenate([_spline(p[0:17]), _ellipse(cx, cy, rx, ry, 24, 0.0, -math.pi)[1:-1]])]
+        head += _hair_front(f, self.skull, p)
+        if f.hair_style == "long":
+            w = rx * 1.22
+            top = _ellipse(cx, cy, rx * 1.12, ry * 1.1, 20, 0.0, -math.pi)
+            head.append(np.concatenate([top[::-1], [(-w, p[8, 1] + 0.35), (-w * 0.7, p[8, 1] + 0.45),
+                                                    (w * 0.7, p[8, 1] + 0.45), (w, p[8, 1] + 0.35)][::-1]]))
+        ears = _Region(first_id + 1, "head", [_ellipse(x, y, 0.06, 0.11, 16) for x, y in self.ears()],
+                       _mul(f.skin, 0.9))
+        return [ears, _Region(first_id, "head", head, _hair_paint(colour, cy, ry))]
+
+
 def _mul(colour, k):
     return tuple(min(255.0, c * k) for c in colour)
 
