@@ -5,6 +5,8 @@ from another video of the same identity; K = 1, 2 and 4, fine-tuning off and 100
 inference), for a given few-shot checkpoint (the `make demo` model, a longer-trained one).
 
     python studies/study4_finetune.py --checkpoint demo_out/run --name demo   (about 10 minutes on 2 CPU cores)
+
+With --kind turning the held-out dancers turn their backs now and then (see study 2's --kind turning).
 """
 
 import argparse
@@ -23,11 +25,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a few-shot checkpoint (or run folder) at 64x64")
     parser.add_argument("--name", required=True, help="the report's name under studies/results/finetune/")
+    parser.add_argument("--kind", choices=["dancers", "turning"], default="dancers")
     args = parser.parse_args()
     threads()
-    refs = synth("dancers", OUT / "data" / "references", sequences=4, frames=16, size=SIZE,
+    OUT = OUT if args.kind == "dancers" else OUT.with_name(f"finetune_{args.kind}")
+    refs = synth(args.kind, OUT / "data" / "references", sequences=4, frames=16, size=SIZE,
                  first_index=HELD_OUT_INDEX)
-    held_out = synth("dancers", OUT / "data" / "heldout", sequences=4, frames=16, size=SIZE,
+    held_out = synth(args.kind, OUT / "data" / "heldout", sequences=4, frames=16, size=SIZE,
                      first_index=HELD_OUT_INDEX, motion_offset=50)
     (OUT / "reports").mkdir(parents=True, exist_ok=True)
     report = evaluate(args.checkpoint, held_out, OUT / "reports" / args.name, KS, references=refs, overwrite=True,

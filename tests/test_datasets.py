@@ -176,3 +176,25 @@ def test_frames_of_different_sizes_name_the_file(synth_root, tmp_path):
     landmarks.write_text(json.dumps(points.tolist()))
     with pytest.raises(DataError, match="00003.png: size 32x32 differs from the sequence's 96x64"):
         clips.load(clips.sequences[0], list(range(8)), [], None)
+
+
+def test_synth_turning_writes_pose_data_whose_back_views_have_no_face(tmp_path):
+    from vid2vid.data.render import draw_openpose, read_openpose_json
+
+    root = tmp_path / "turning"
+    assert main(["synth", "turning", str(root), "--sequences", "1", "--frames", "16", "--size", "64x64",
+                 "--quiet"]) == 0
+    (seq,) = scan(root, "pose")
+    assert seq.name == "turning0000" and read_marker(root)["task"] == "pose"
+    faces = []
+    for path in seq.files["openpose"]:
+        (person,) = read_openpose_json(path)
+        one_hot = draw_openpose(person, 64, 64, one_hot=True)
+        faces.append(bool(one_hot[:, :, 26].any()))
+        assert one_hot[:, :, :24].any()  # the body is drawn from behind too
+        assert (person.face[:, 2] > 0).all() == faces[-1]  # a face drawn exactly where OpenPose would see one
+    assert any(faces) and not all(faces)  # both sides within 16 frames
+    # The pose dataset reads it like any other: the turn's frame has no confident teacher flow on the body.
+    clip = VideoClips(root, DataConfig(task="pose", clip_length=16, size=(64, 64)))[0]
+    turn = next(t for t in range(1, 16) if faces[t] != faces[t - 1])
+    assert clip["flow_confidence"][turn].mean() < clip["flow_confidence"][turn - 1 if turn > 1 else turn + 1].mean()
