@@ -186,6 +186,7 @@ def test_synth_turning_writes_pose_data_whose_back_views_have_no_face(tmp_path):
                  "--quiet"]) == 0
     (seq,) = scan(root, "pose")
     assert seq.name == "turning0000" and read_marker(root)["task"] == "pose"
+    assert all(path is not None and path.is_file() for path in seq.files["densepose"])
     faces = []
     for path in seq.files["openpose"]:
         (person,) = read_openpose_json(path)
@@ -197,4 +198,6 @@ def test_synth_turning_writes_pose_data_whose_back_views_have_no_face(tmp_path):
     # The pose dataset reads it like any other: the turn's frame has no confident teacher flow on the body.
     clip = VideoClips(root, DataConfig(task="pose", clip_length=16, size=(64, 64)))[0]
     turn = next(t for t in range(1, 16) if faces[t] != faces[t - 1])
+    densepose_part = (clip["labels"][:, 2] + 1) / 2 * 24  # the label's I channel, back in part indices
+    assert torch.isclose(densepose_part, torch.tensor(2.0), atol=1e-3).any(dim=(1, 2)).tolist() == faces
     assert clip["flow_confidence"][turn].mean() < clip["flow_confidence"][turn - 1 if turn > 1 else turn + 1].mean()

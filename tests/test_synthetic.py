@@ -199,6 +199,25 @@ def test_a_turned_dancer_shows_the_shirts_back_and_no_flow_crosses_a_turn():
             assert not f.flow_valid[f.parts > 0].any() and f.flow_valid[f.parts == 0].mean() > 0.9
 
 
+
+def test_a_turning_dancers_densepose_tells_front_from_back():
+    index = 3
+    views, own = turned(index), frames("turning", index, TURNING)
+    assert frames("dancers", index, TURNING)[0].densepose is None
+    for t, f in enumerate(own):
+        dp = f.densepose
+        assert dp.shape == (*f.image.shape[:2], 3) and dp.dtype == np.uint8
+        part = dp[:, :, 2]
+        assert ((part > 0) == (f.parts > 0)).all()  # a part wherever the body owns the pixel
+        torso = f.parts % dancers._BACK_VIEW_IDS == 43
+        assert (part[torso] == (1 if views[t] else 2)).all()  # DensePose's torso pair: back 1, front 2
+        shoulders = body_points(f)[[2, 5]]  # right and left upper arm: 16/18 and 15/17, on their own sides
+        for (x, _, _), arm in zip(shoulders, ((16, 18), (15, 17)), strict=True):
+            seen = np.isin(part, arm[0] if views[t] else arm[1])
+            assert seen.any() and abs(np.nonzero(seen)[1].mean() - x) < 8
+        assert 0 < dp[:, :, :2][part > 0].std()  # U, V vary over the surface
+
+
 def test_face_landmarks_on_the_face():
     h, w = SIZE
     for index in range(4):

@@ -101,6 +101,8 @@ def write_synthetic(kind: str, root: str | Path, *, sequences: int, frames: int,
                     labels["landmarks"] = keypoints.dlib68_json(frame.landmarks)
                 if frame.seg is not None:
                     labels["seg"] = frame.seg
+                if frame.densepose is not None:
+                    labels["densepose"] = frame.densepose
                 flow = None if frame.flow is None else (frame.flow, frame.flow_valid.astype(np.float32))
                 writer.write_frame(name, frame_name, frame.image, flow=flow, **labels)
                 written += 1

@@ -27,6 +27,7 @@ class SyntheticFrame:
     flow: np.ndarray | None  # (H, W, 2) float32 backward flow (dx, dy): p + flow[p] is p in the previous frame
     flow_valid: np.ndarray | None  # (H, W) bool: the point was visible in the previous frame, inside the image
     parts: np.ndarray  # (H, W) uint16 id of the region drawn at each pixel (0 background), stable over a sequence
+    densepose: np.ndarray | None = None  # turning: (H, W, 3) uint8 DensePose IUV decoded to RGB (V, U, I)
 
 
 _IDENTITY_STREAM, _MOTION_STREAM, _PALETTE_STREAM, _CHUNK_STREAM = 0, 1, 2, 3
@@ -314,6 +315,10 @@ class _Scene:
     def finish(self, image: np.ndarray) -> np.ndarray:
         return image
 
+    def densepose(self, t: int, slot: np.ndarray, regions: list, inverses: np.ndarray) -> np.ndarray | None:
+        """A DensePose IUV map of frame t from the slot map of _draw, for kinds that have one."""
+        return None
+
 
 def _draw(scene: _Scene, t: int):
     """Composite the scene's regions at frame t: image (H, W, 3) float, slot map (index into regions, 0 none)."""
@@ -389,7 +394,8 @@ def _frames(scene: _Scene, frames: int) -> Iterator[SyntheticFrame]:
             seg = classes[slot]
         people, landmarks = scene.labels(t)
         yield SyntheticFrame(image=np.clip(np.rint(image), 0, 255).astype(np.uint8), people=people,
-                             landmarks=landmarks, seg=seg, flow=flow, flow_valid=valid, parts=parts)
+                             landmarks=landmarks, seg=seg, flow=flow, flow_valid=valid, parts=parts,
+                             densepose=scene.densepose(t, slot, regions, inverses))
         prev_parts = parts
 
 

@@ -24,6 +24,7 @@ from vid2vid.data.synthetic.common import (
     _ellipse,
     _garment_paint,
     _hsv,
+    _local_coords,
     _pick,
     _random_garment,
     _Region,
@@ -108,6 +109,15 @@ class _Turns:
 
 
 _BACK_VIEW_IDS = 100  # added to every region id in the back view: no pixel's flow is valid across a turn
+
+# DensePose part indices (I) of each body, as (seen from behind, seen from the front) where DensePose has both
+# (our convention for its pairs: the lower index the back); the head is one face part (23: targets' face parts
+# are blanked by the few-shot generator, as in imaginaire).
+_DENSEPOSE_PARTS = {"torso": (1, 2), "neck": (1, 2), "hand_r": (3, 3), "hand_l": (4, 4), "foot_l": (5, 5),
+                    "foot_r": (6, 6), "thigh_r": (7, 9), "thigh_l": (8, 10), "shin_r": (11, 13), "shin_l": (12, 14),
+                    "upper_l": (15, 17), "upper_r": (16, 18), "fore_l": (19, 21), "fore_r": (20, 22)}
+_DENSEPOSE_HEAD = 23
+_DENSEPOSE_UV_SCALE = 2.0  # U, V = 0.5 + 2 x the part's local coordinates (stature units), clipped to [0, 1]
 
 
 class _DancerMotion:
@@ -262,6 +272,23 @@ class _DancerScene(_Scene):
         place = _translate(self.centre + m.sway(t) * self.px, self.ground - sole * self.px) @ np.diag(
             [-self.px if self.turned(t) else self.px, self.px, 1.0])
         return {k: place @ v for k, v in frames.items()}
+
+    def densepose(self, t: int, slot: np.ndarray, regions: list, inverses: np.ndarray) -> np.ndarray | None:
+        """Turning dancers: the IUV map of the drawn parts (a pixel's part is the body that owns it in `parts`),
+        so that a label tells front from back where the pose's lines alone cannot (on the torso)."""
+        if self.turns is None:
+            return None
+        out = np.zeros((*slot.shape, 3), np.uint8)
+        side = 0 if self.turned(t) else 1
+        for k in np.unique(slot[slot > 0]):
+            region = regions[k - 1]
+            ys, xs = np.nonzero(slot == k)
+            u, v, _, _ = _local_coords(inverses[k - 1], xs.astype(np.float64), ys.astype(np.float64))
+            scale = _DENSEPOSE_UV_SCALE * (_HEAD_UNIT if region.key in _FACE_KEYS else 1.0)
+            out[ys, xs, 2] = _DENSEPOSE_HEAD if region.key in _FACE_KEYS else _DENSEPOSE_PARTS[region.key][side]
+            out[ys, xs, 1] = np.rint(np.clip(0.5 + scale * u, 0, 1) * 255)
+            out[ys, xs, 0] = np.rint(np.clip(0.5 + scale * v, 0, 1) * 255)
+        return out
 
     def matrix(self, key, t: int) -> np.ndarray:
         if key in _FACE_KEYS:
