@@ -233,6 +233,50 @@ def test_steady_reference_switches_only_past_the_margin():
     assert imaginaire.steady_reference(b, argmax(b), continuing=True).tolist() == [1]
 
 
+def _densepose_label(parts, size=(64, 64)) -> torch.Tensor:
+    """A (6, H, W) pose label: DensePose I in channel 2 (I/24*2-1) with the given parts on its first pixels,
+    background -1 elsewhere and in the other channels."""
+    label = -torch.ones(6, *size)
+    flat = label[2].view(-1)
+    for i, part in enumerate(parts):
+        flat[i] = part / 24 * 2 - 1
+    return label
+
+
+def test_densepose_parts_are_the_shares_of_the_body_parts_without_the_face():
+    from vid2vid.models.fs_vid2vid import densepose_parts
+
+    shares = densepose_parts(_densepose_label([2, 2, 16, 15, 23, 24]))  # the face parts do not count
+    assert shares.shape == (22,)
+    expected = torch.zeros(22)
+    expected[[1, 15, 14]] = torch.tensor([0.5, 0.25, 0.25])  # parts 2, 16, 15 at indices 1, 15, 14
+    assert torch.equal(shares, expected)
+    assert torch.equal(densepose_parts(_densepose_label([])), torch.zeros(22))  # no person: all zero
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_densepose_choice_warps_in_the_reference_that_shows_the_targets_side(training):
+    from vid2vid.models.fs_vid2vid import FewShotGenerator
+
+    from .conftest import tiny_few_shot_config
+    G = FewShotGenerator(tiny_few_shot_config(warp_reference_choice="densepose", reference_switch_margin=0.25))
+    G.train(training)
+    back = _densepose_label([1] * 40 + [16] * 10 + [15] * 10)  # torso and upper arms seen from behind
+    front = _densepose_label([2] * 40 + [18] * 10 + [17] * 10)
+    front_other_pose = _densepose_label([2] * 30 + [18] * 20 + [17] * 5)
+    refs = torch.stack([back, front_other_pose, front, back])  # K = 4
+    images = torch.arange(4.0).view(1, 4, 1, 1, 1).expand(1, 4, 3, 64, 64) / 10  # reference k is all k / 10
+    for target, expected in ((front, 2), (back, 0), (front_other_pose, 1)):
+        out = G(target[None], refs[None], images)
+        assert out.ref_idx.tolist() == [expected]
+        # The flow head starts at zero: the warped reference is the chosen one as it is.
+        assert torch.allclose(out.warped_images[0], torch.full((1, 3, 64, 64), expected / 10))
+    with pytest.raises(ValueError, match="warp_reference_choice"):
+        tiny_few_shot_config(warp_reference_choice="nearest")
+    with pytest.raises(ValueError, match="needs pose_type 'both'"):
+        tiny_few_shot_config(warp_reference_choice="densepose", pose_type="open")
+
+
 # ------------------------------------------------------------------ few-shot vid2vid's linear blend (paper eq. 1)
 
 

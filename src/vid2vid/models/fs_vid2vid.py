@@ -68,6 +68,11 @@ class FewShotConfig(Settings):
     # this much more of the attention. 0: imaginaire's choice afresh each frame, which flips between references
     # of similar weight and shows as flicker.
     reference_switch_margin: float = 0.0
+    # Which of K references is warped in: "attention" (imaginaire: the most attended) or "densepose" (the one
+    # whose DensePose parts, counted over the label, are nearest the target's: the same side of the person; pose
+    # data with DensePose, pose_type "both"). The attention sums over every target position, the backdrop
+    # included, and in our CPU runs hardly moves with the target's pose (studies/study2_few_shot.py --kind turning).
+    warp_reference_choice: str = "attention"
 
     def __post_init__(self):
         if self.reference_label_mode not in ("mul", "concat"):
@@ -76,6 +81,11 @@ class FewShotConfig(Settings):
             raise ValueError(f"temporal_combine must be 'spade' or 'linear', got {self.temporal_combine!r}")
         if self.pose_type not in (None, "both", "open"):
             raise ValueError(f"pose_type must be None, 'both' or 'open', got {self.pose_type!r}")
+        if self.warp_reference_choice not in ("attention", "densepose"):
+            raise ValueError(f"warp_reference_choice must be 'attention' or 'densepose', got "
+                             f"{self.warp_reference_choice!r}")
+        if self.warp_reference_choice == "densepose" and self.pose_type != "both":
+            raise ValueError("warp_reference_choice 'densepose' needs pose_type 'both' (labels with DensePose)")
         ch = self.channels
         for i in range(self.num_generated_layers):
             if ch[i + 1] < ch[i]:
@@ -126,6 +136,19 @@ def remove_face_labels(labels: torch.Tensor) -> torch.Tensor:
     mask = face_mask(labels[..., 2:3, :, :]).to(labels.dtype)
     densepose = labels[..., :3, :, :] * (1 - mask) - mask
     return torch.cat([densepose, labels[..., 3:, :, :]], dim=-3)
+
+
+def densepose_parts(labels: torch.Tensor) -> torch.Tensor:
+    """Share of the person's pixels on each DensePose body part 1..22 (the face parts left out: targets have
+    them blanked): labels (..., C, H, W) with DensePose in channels 0-2 -> (..., 22)."""
+    part = torch.round((labels[..., 2, :, :].float() + 1) * 12).long().clamp(0, 24)  # I encoded as I/24*2-1
+    counts = F.one_hot(part.flatten(-2), 25).sum(-2).float()[..., 1:23]
+    return counts / counts.sum(-1, keepdim=True).clamp(min=1)
+
+
+def nearest_densepose_reference(label: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:
+    """label (B, C, H, W), ref_labels (B, K, C, H, W) -> (B,): the reference whose part shares are nearest (L1)."""
+    return (densepose_parts(label)[:, None] - densepose_parts(ref_labels)).abs().sum(-1).argmin(1)
 
 
 def pick_reference(refs: torch.Tensor, ref_idx: torch.Tensor | None) -> torch.Tensor:
@@ -449,7 +472,9 @@ class FewShotGenerator(nn.Module):
 
         x, label_levels, spade_weights, attention_map, ref_idx = self.weight_generator(
             ref_images, ref_labels, label, reuse)
-        if ref_idx is not None and not self.training:
+        if ref_idx is not None and cfg.warp_reference_choice == "densepose":
+            ref_idx = nearest_densepose_reference(label, ref_labels)
+        elif ref_idx is not None and not self.training:
             ref_idx = self.steady_reference(attention_map, ref_idx, continuing=reuse)
 
         flows, masks, warped, warp_conds = [None, None], [None, None], [None, None], [None, None]
