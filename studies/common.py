@@ -130,20 +130,16 @@ def psnr_by_view(report: dict, ks: list[int], frames: int = 16) -> dict[str, dic
     """Turning dancers: mean per-frame PSNR at each K over the frames whose side (front or back) one of the K
     references shows, and over those it does not (None where there are none). Held-out sequences are named
     turningIIII_motionJJJJ, their references are frames of turningIIII's own video."""
-    from vid2vid.data.synthetic import common, dancers
+    from vid2vid.data.synthetic import turned_away
     from vid2vid.evaluate import reference_indices
-
-    def views(motion: int) -> list[bool]:
-        turns = dancers._Turns(common._rng(0, "turning", motion, common._MOTION_STREAM))
-        return [turns(t) for t in range(frames)]
 
     out = {}
     for k in ks:
         shown, unseen = [], []
         for name, scores in report["results"][f"K={k}"]["sequences"].items():
             identity, motion = (int(part[-4:]) for part in name.split("_"))
-            sides = {views(identity)[i] for i in reference_indices(frames, k)}
-            for side, psnr in zip(views(motion), scores["psnr_per_frame"], strict=True):
+            sides = {turned_away(identity, frames)[i] for i in reference_indices(frames, k)}
+            for side, psnr in zip(turned_away(motion, frames), scores["psnr_per_frame"], strict=True):
                 (shown if side in sides else unseen).append(psnr)
         out[f"K={k}"] = {"side shown": sum(shown) / len(shown) if shown else None,
                          "side not shown": sum(unseen) / len(unseen) if unseen else None,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vid2vid.data.synthetic import CITYSCAPES_IDS, KINDS, common, dancers, identity, sequence
+from vid2vid.data.synthetic import CITYSCAPES_IDS, KINDS, common, dancers, identity, sequence, turned_away
 from vid2vid.nn.warp import warp
 
 SIZE = (96, 128)  # (height, width): not square, so a swap of the axes shows
@@ -126,14 +126,9 @@ def test_dancer_joints_differ_from_the_background_colour():
 TURNING = 16  # frames: every turning dancer shows both sides within 16 frames
 
 
-def turned(index, count=TURNING):
-    turns = dancers._Turns(common._rng(0, "turning", index, common._MOTION_STREAM))
-    return [turns(t) for t in range(count)]
-
-
 def test_turning_dancers_show_both_sides_in_spans_of_4_to_8_frames():
     for index in range(40):
-        views = turned(index, 40)
+        views = turned_away(index, 40)
         assert any(views[:TURNING]) and not all(views[:TURNING]), index
         spans = [len(list(g)) for _, g in itertools.groupby(views)]
         assert all(4 <= n <= 8 for n in spans[1:-1]), (index, spans)
@@ -141,7 +136,8 @@ def test_turning_dancers_show_both_sides_in_spans_of_4_to_8_frames():
 
 def test_a_turning_dancer_facing_the_camera_is_the_dancer_of_the_same_index():
     for index in (0, 3):
-        views, own, dancer = turned(index), frames("turning", index, TURNING), frames("dancers", index, TURNING)
+        views = turned_away(index, TURNING)
+        own, dancer = frames("turning", index, TURNING), frames("dancers", index, TURNING)
         assert identity("turning", index).shirt == identity("dancers", index).shirt
         for t, (f, g) in enumerate(zip(own, dancer, strict=True)):
             if not views[t]:
@@ -152,7 +148,8 @@ def test_a_turning_dancer_facing_the_camera_is_the_dancer_of_the_same_index():
 
 def test_a_turned_dancer_is_the_front_view_mirrored_without_a_face():
     index = 3
-    views, own, dancer = turned(index), frames("turning", index, TURNING), frames("dancers", index, TURNING)
+    views = turned_away(index, TURNING)
+    own, dancer = frames("turning", index, TURNING), frames("dancers", index, TURNING)
     assert any(views)
     for t in np.nonzero(views)[0]:
         back, front = body_points(own[t]), body_points(dancer[t])
@@ -182,7 +179,7 @@ def test_a_turned_dancer_shows_the_shirts_back_and_no_flow_crosses_a_turn():
         return list(common._frames(scene, TURNING))
 
     own, one_sided = render(look), render(dataclasses.replace(look, back=look.shirt))
-    views = turned(index)
+    views = turned_away(index, TURNING)
     shirt = {dancers._BACK_VIEW_IDS + n for n in (43, 44, 45, 46, 52, 53, 54)}  # torso and sleeves seen from behind
     for t, (f, g) in enumerate(zip(own, one_sided, strict=True)):
         differs = np.abs(f.image.astype(int) - g.image).sum(-1) > 0
@@ -202,7 +199,7 @@ def test_a_turned_dancer_shows_the_shirts_back_and_no_flow_crosses_a_turn():
 
 def test_a_turning_dancers_densepose_tells_front_from_back():
     index = 3
-    views, own = turned(index), frames("turning", index, TURNING)
+    views, own = turned_away(index, TURNING), frames("turning", index, TURNING)
     assert frames("dancers", index, TURNING)[0].densepose is None
     for t, f in enumerate(own):
         dp = f.densepose

@@ -125,9 +125,14 @@ class FrameOutput(OutputMapping):
     attention: torch.Tensor | None = None             # (B, K, H/4, W/4) attention per reference
 
 
+def densepose_part_index(part_index_channel: torch.Tensor) -> torch.Tensor:
+    """The DensePose part index I (0 background, 1..24) from its label channel, encoded I/24*2-1."""
+    return (part_index_channel / 2 + 0.5) * 24
+
+
 def face_mask(part_index_channel: torch.Tensor) -> torch.Tensor:
     """1 where the DensePose part index (encoded p/24*2-1) is a face part (23 or 24)."""
-    part = (part_index_channel / 2 + 0.5) * 24
+    part = densepose_part_index(part_index_channel)
     return ((part - 23).abs() < 0.1) | ((part - 24).abs() < 0.1)
 
 
@@ -141,7 +146,7 @@ def remove_face_labels(labels: torch.Tensor) -> torch.Tensor:
 def densepose_parts(labels: torch.Tensor) -> torch.Tensor:
     """Share of the person's pixels on each DensePose body part 1..22 (the face parts left out: targets have
     them blanked): labels (..., C, H, W) with DensePose in channels 0-2 -> (..., 22)."""
-    part = torch.round((labels[..., 2, :, :].float() + 1) * 12).long().clamp(0, 24)  # I encoded as I/24*2-1
+    part = torch.round(densepose_part_index(labels[..., 2, :, :].float())).long().clamp(0, 24)
     counts = F.one_hot(part.flatten(-2), 25).sum(-2).float()[..., 1:23]
     return counts / counts.sum(-1, keepdim=True).clamp(min=1)
 

@@ -47,7 +47,7 @@ from vid2vid.data.synthetic.faces import PortraitIdentity, _portrait_identity, _
 from vid2vid.data.synthetic.street import CITYSCAPES_IDS, StreetLook, _street_look, _StreetScene
 
 __all__ = ["BODY_25_NAMES", "CITYSCAPES_IDS", "FPS", "KINDS", "DancerIdentity", "PortraitIdentity", "StreetLook",
-           "SyntheticFrame", "identity", "sequence"]
+           "SyntheticFrame", "identity", "sequence", "turned_away"]
 
 
 def identity(kind: str, index: int, seed: int = 0) -> DancerIdentity | StreetLook | PortraitIdentity:
@@ -59,6 +59,13 @@ def identity(kind: str, index: int, seed: int = 0) -> DancerIdentity | StreetLoo
     palette = _rng(seed, kind, 0, _PALETTE_STREAM)  # shared by all indices: colour wheels stepped by index
     return {"dancers": _dancer_identity, "street": _street_look, "faces": _portrait_identity}[kind](rng, palette,
                                                                                                     index)
+
+
+def turned_away(motion_index: int, frames: int, seed: int = 0) -> list[bool]:
+    """Kind "turning": at which of frames 0..frames-1 the dancer doing motion `motion_index` shows its back."""
+    _check("turning", motion_index, seed)
+    turns = _Turns(_rng(seed, "turning", motion_index, _MOTION_STREAM))
+    return [turns(t) for t in range(frames)]
 
 
 def sequence(kind: str, index: int, frames: int, size: tuple[int, int], seed: int = 0,

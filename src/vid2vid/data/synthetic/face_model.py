@@ -173,18 +173,11 @@ class _FaceModel:
             return _Region(first_id + n, key, move, paint, clip=cl)
 
         cx, cy, rx, ry = self.skull
-        hair_paint = _hair_paint(f.hair, cy, ry)
-        skin_outline = np.concatenate([_spline(p[0:17]), _ellipse(cx, cy, rx, ry, 24, 0.0, -math.pi)[1:-1]])
         back, front = [], []
         if f.hair_style == "long":
-            top = _ellipse(cx, cy, rx * 1.12, ry * 1.1, 20, 0.0, -math.pi)
-            w = rx * 1.22
-            bottom = [(-w, p[8, 1] + 0.35), (-w * 0.7, p[8, 1] + 0.45), (w * 0.7, p[8, 1] + 0.45),
-                      (w, p[8, 1] + 0.35)]
-            back.append(region(0, "head", [np.concatenate([top[::-1], bottom[::-1]])], hair_paint))
-        ears = self.ears()
-        front.append(region(1, "head", [_ellipse(x, y, 0.06, 0.11, 16) for x, y in ears], _mul(f.skin, 0.9)))
-        front.append(region(2, "head", [skin_outline], _face_shaded_paint(f.skin, f.lips)))
+            back.append(region(0, "head", [self._long_hair(p)], _hair_paint(f.hair, cy, ry)))
+        front.append(region(1, "head", self._ears(), _mul(f.skin, 0.9)))
+        front.append(region(2, "head", [self._skin_outline(p)], _face_shaded_paint(f.skin, f.lips)))
         sclera = (238.0, 236.0, 230.0)
         pupil = (18.0, 16.0, 20.0)
         for side, (eye, key) in enumerate(((slice(36, 42), "gaze_r"), (slice(42, 48), "gaze_l"))):
@@ -217,28 +210,40 @@ class _FaceModel:
         front.append(region(18, "jaw", [lower_lip], _mul(f.lips, 1.06)))
         hair = _hair_front(f, self.skull, p)
         if hair:
-            colour = _mix(f.hair, f.skin, 0.45) if f.hair_style == "buzz" else f.hair
-            front.append(region(19, "head", hair, _hair_paint(colour, cy, ry)))
+            front.append(region(19, "head", hair, _hair_paint(self._hair_colour(), cy, ry)))
         return back, front
-
 
     def back_regions(self, e: _Expression, first_id: int) -> list:
         """The head seen from behind, all drawn over the neck and the body: ears, then hair over the whole head
         (skull and face outline, with long hair hanging down the back); bodies as in regions()."""
         f = self.face
         p = self.landmarks(e)
-        cx, cy, rx, ry = self.skull
-        colour = _mix(f.hair, f.skin, 0.45) if f.hair_style == "buzz" else f.hair
-        head = [np.concatenate([_spline(p[0:17]), _ellipse(cx, cy, rx, ry, 24, 0.0, -math.pi)[1:-1]])]
-        head += _hair_front(f, self.skull, p)
+        _, cy, _, ry = self.skull
+        head = [self._skin_outline(p)] + _hair_front(f, self.skull, p)
         if f.hair_style == "long":
-            w = rx * 1.22
-            top = _ellipse(cx, cy, rx * 1.12, ry * 1.1, 20, 0.0, -math.pi)
-            head.append(np.concatenate([top[::-1], [(-w, p[8, 1] + 0.35), (-w * 0.7, p[8, 1] + 0.45),
-                                                    (w * 0.7, p[8, 1] + 0.45), (w, p[8, 1] + 0.35)][::-1]]))
-        ears = _Region(first_id + 1, "head", [_ellipse(x, y, 0.06, 0.11, 16) for x, y in self.ears()],
-                       _mul(f.skin, 0.9))
-        return [ears, _Region(first_id, "head", head, _hair_paint(colour, cy, ry))]
+            head.append(self._long_hair(p))
+        return [_Region(first_id + 1, "head", self._ears(), _mul(f.skin, 0.9)),
+                _Region(first_id, "head", head, _hair_paint(self._hair_colour(), cy, ry))]
+
+    # Shapes in head coordinates that the front and the back view share.
+    def _skin_outline(self, p: np.ndarray) -> np.ndarray:
+        cx, cy, rx, ry = self.skull
+        return np.concatenate([_spline(p[0:17]), _ellipse(cx, cy, rx, ry, 24, 0.0, -math.pi)[1:-1]])
+
+    def _long_hair(self, p: np.ndarray) -> np.ndarray:
+        """Long hair behind the head, down past the chin."""
+        cx, cy, rx, ry = self.skull
+        top = _ellipse(cx, cy, rx * 1.12, ry * 1.1, 20, 0.0, -math.pi)
+        w = rx * 1.22
+        bottom = [(-w, p[8, 1] + 0.35), (-w * 0.7, p[8, 1] + 0.45), (w * 0.7, p[8, 1] + 0.45), (w, p[8, 1] + 0.35)]
+        return np.concatenate([top[::-1], bottom[::-1]])
+
+    def _ears(self) -> list:
+        return [_ellipse(x, y, 0.06, 0.11, 16) for x, y in self.ears()]
+
+    def _hair_colour(self):
+        f = self.face
+        return _mix(f.hair, f.skin, 0.45) if f.hair_style == "buzz" else f.hair
 
 
 def _mul(colour, k):
