@@ -252,6 +252,10 @@ def test_densepose_parts_are_the_shares_of_the_body_parts_without_the_face():
     expected[[1, 15, 14]] = torch.tensor([0.5, 0.25, 0.25])  # parts 2, 16, 15 at indices 1, 15, 14
     assert torch.equal(shares, expected)
     assert torch.equal(densepose_parts(_densepose_label([])), torch.zeros(22))  # no person: all zero
+    # Labels in bf16 (a CUDA autocast run): every part index 0..24 still decodes to itself.
+    every = _densepose_label(list(range(1, 25)))
+    assert torch.equal(densepose_parts(every.bfloat16()), densepose_parts(every))
+    assert torch.equal(densepose_parts(every), torch.full((22,), 1 / 22))
 
 
 @pytest.mark.parametrize("training", [True, False])
