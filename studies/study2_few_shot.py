@@ -28,11 +28,15 @@ if __name__ == "__main__":
                         "mechanism fixes)")
     parser.add_argument("--warp-reference-choice", choices=["attention", "densepose"], default="attention",
                         help="the generator's warp_reference_choice (densepose: turning dancers only)")
+    parser.add_argument("--reference-merge", choices=["attention", "densepose"], default="attention",
+                        help="the generator's reference_merge (densepose: turning dancers only)")
     args = parser.parse_args()
     OUT = RESULTS / ("few_shot" if args.kind == "dancers" else f"few_shot_{args.kind}")
     suffix, tag = ("", "") if args.iterations == 300 else (f", {args.iterations} it", f"_{args.iterations}it")
     if args.warp_reference_choice != "attention":
         suffix, tag = suffix + f", warp {args.warp_reference_choice}", tag + f"_warp_{args.warp_reference_choice}"
+    if args.reference_merge != "attention":
+        suffix, tag = suffix + f", merge {args.reference_merge}", tag + f"_merge_{args.reference_merge}"
     IDENTITIES, ITERATIONS = args.identities, args.iterations
     threads()
     refs = synth(args.kind, OUT / "data" / "references", sequences=4, frames=16, size=SIZE,
@@ -43,7 +47,8 @@ if __name__ == "__main__":
     for n in IDENTITIES:
         train_root = synth(args.kind, OUT / "data" / f"train{n}", sequences=n, frames=16, size=SIZE)
         cfg = configure("train_dancers_cpu", train_root, ITERATIONS,
-                        generator={"warp_reference_choice": args.warp_reference_choice})
+                        generator={"warp_reference_choice": args.warp_reference_choice,
+                                   "reference_merge": args.reference_merge})
         report = run_arm(f"{n} identities{suffix}", cfg, OUT, held_out, references=refs, ks=KS, pose_error=True)
         scores[n] = report["results"]
         if args.kind == "turning":

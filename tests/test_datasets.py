@@ -85,6 +85,31 @@ def test_references_never_come_from_the_clip(synth_root):
         assert clip == list(range(clip[0], clip[0] + 4))
 
 
+def test_each_reference_is_framed_as_it_would_be_alone(synth_root):
+    """reference_crop "each": K references are cut as each would be as the only one, in training samples and for
+    inference; "together" (imaginaire) cuts all in the box around the person in all of them."""
+    from dataclasses import replace
+
+    cfg = DataConfig(task="pose", size=(64, 48), clip_length=1, num_references=2, augment=False)
+    clips = VideoClips(synth_root / "dancers", cfg)
+    sequence = clips.sequences[0]
+    frames = [clips.working_frame(sequence, i, False) for i in range(len(sequence))]
+    boxes = [clips.crop_box([f], [clips.render(f, None, ())], None, (1.0, 1.0), reference=True) for f in frames]
+    i, j = next((i, j) for i in range(len(boxes)) for j in range(i) if boxes[i] != boxes[j])  # framed apart
+    labels, images = clips.references(sequence, [i, j])
+    for position, index in enumerate((i, j)):
+        alone_labels, alone_images = clips.references(sequence, [index])
+        assert torch.equal(labels[position], alone_labels[0]) and torch.equal(images[position], alone_images[0])
+    sample = clips.load(sequence, [0], [i, j], None)
+    assert torch.equal(sample["ref_labels"], labels) and torch.equal(sample["ref_images"], images)
+
+    together = VideoClips(synth_root / "dancers", replace(cfg, reference_crop="together"))
+    _, together_images = together.references(sequence, [i, j])
+    assert not torch.equal(together_images, images)  # one of the two is cut in the other's box
+    with pytest.raises(ValueError, match="reference_crop must be 'each' or 'together'"):
+        DataConfig(task="pose", reference_crop="first")
+
+
 def test_items_are_reproducible_per_epoch(synth_root):
     cfg = DataConfig(task="pose", size=(64, 48), clip_length=2, num_references=1, horizontal_flip=True,
                      pose_limb_drop=0.1)

@@ -281,6 +281,43 @@ def test_densepose_choice_warps_in_the_reference_that_shows_the_targets_side(tra
         tiny_few_shot_config(warp_reference_choice="densepose", pose_type="open")
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_densepose_merge_renders_each_frame_from_its_nearest_reference_alone(training):
+    """reference_merge densepose: each frame is what the K = 1 model makes of the reference nearest its DensePose
+    parts, warped in too; along a sequence (eval mode, references cached) a change of side changes the reference,
+    a change of pose on one side does not."""
+    from vid2vid.models.fs_vid2vid import FewShotGenerator
+
+    from .conftest import randomize, tiny_few_shot_config
+    G = randomize(FewShotGenerator(tiny_few_shot_config(reference_merge="densepose")), seed=5)
+    G.train(training)
+    back = _densepose_label([1] * 40 + [16] * 10 + [15] * 10)
+    front = _densepose_label([2] * 40 + [18] * 10 + [17] * 10)
+    front_other_pose = _densepose_label([2] * 30 + [18] * 20 + [17] * 5)
+    refs = torch.stack([back, front_other_pose, front])[None]  # K = 3
+    images = torch.rand(1, 3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    prev_label, prev_image = None, None
+    with torch.no_grad():
+        # The last frame's parts are 0.39 (L1) from reference 1's, 0 from reference 2's: in eval mode, along the
+        # sequence, reference 1 is kept (within densepose_switch_margin 0.5); in training each frame picks afresh.
+        sequence = ((front, 2), (front, 2), (back, 0), (front_other_pose, 1), (front, 2 if training else 1))
+        for target, expected in sequence:
+            prev = {} if prev_label is None else {"prev_labels": prev_label, "prev_images": prev_image}
+            alone = FewShotGenerator(G.cfg)  # a copy from before the call: spectral norm steps in training
+            alone.load_state_dict(G.state_dict())
+            alone.train(training)
+            out = G(target[None], refs, images, **prev)
+            assert out.ref_idx.tolist() == [expected] and out.attention is None
+            one = alone(target[None], refs[:, expected:expected + 1], images[:, expected:expected + 1], **prev)
+            assert torch.equal(out.fake_images, one.fake_images)
+            assert torch.equal(out.warped_images[0], one.warped_images[0])
+            prev_label, prev_image = target[None, None], out.fake_images[:, None]
+    with pytest.raises(ValueError, match="reference_merge must be"):
+        tiny_few_shot_config(reference_merge="nearest")
+    with pytest.raises(ValueError, match="reference_merge 'densepose' needs pose_type 'both'"):
+        tiny_few_shot_config(reference_merge="densepose", pose_type="open")
+
+
 # ------------------------------------------------------------------ few-shot vid2vid's linear blend (paper eq. 1)
 
 

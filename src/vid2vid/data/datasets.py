@@ -4,8 +4,8 @@ reference frames of the same sequence for few-shot vid2vid.
 The steps for one sample follow imaginaire's data path, so that its checkpoints see the labels they were
 trained on: frames are resized (smallest side), flipped, labels are rendered at that size, then a crop
 (around the person, around the face, or a random/full window for street scenes) is cut and resized to
-the output size. One geometry is drawn per clip and applied to every frame and label of it; the
-references get their own crop, as in imaginaire.
+the output size. One geometry is drawn per clip and applied to every frame and label of it; each
+reference gets a crop of its own (imaginaire's one crop for all K is reference_crop "together").
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ class DataConfig(Settings):
     pose_limb_drop: float = 0.0  # pose: chance to leave out each limb and DensePose part in training (imaginaire: 0.05)
     pose_face_lines: bool = False  # pose: draw OpenPose face lines (imaginaire's remove_face_labels leaves them out)
     teacher_flow: bool = True  # return flow to the previous frame (stored, or OpenCV DIS on the fly)
+    # Few-shot references: "each" cropped in its own box, as it would be alone; "together" in one box (around the
+    # person in all K, or the first one's face: imaginaire's), which frames them differently for each K.
+    reference_crop: str = "each"
 
     def __post_init__(self):
         if self.task not in ("pose", "face", "street"):
@@ -58,6 +61,8 @@ class DataConfig(Settings):
             self.crop = {"pose": "person", "face": "face", "street": "random"}[self.task]
         if self.crop not in CROPS:
             raise ValueError(f"data crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
+        if self.reference_crop not in ("each", "together"):
+            raise ValueError(f"data reference_crop must be 'each' or 'together', got {self.reference_crop!r}")
         self.size = tuple(self.size)
         if self.clip_length < 1 or self.num_references < 0 or self.max_stride < 1:
             raise ValueError("clip_length and max_stride must be >= 1 and num_references >= 0")
@@ -305,11 +310,8 @@ class VideoClips(Dataset):
         if refs:
             ref_frames = [self.working_frame(sequence, i, flip) for i in refs]
             ref_labels = [self.render(f, augment, dropped) for f in ref_frames]
-            ref_box = self.crop_box(ref_frames, ref_labels, augment, face_scale, reference=True)
-            sample["ref_labels"] = torch.stack([to_tensor(crop_resize(x, ref_box, cfg.size, self.nearest_labels))
-                                                for x in ref_labels])
-            sample["ref_images"] = torch.stack([image_to_tensor(crop_resize(f.image, ref_box, cfg.size, False))
-                                                for f in ref_frames])
+            sample["ref_labels"], sample["ref_images"] = self.crop_references(ref_frames, ref_labels, augment,
+                                                                               face_scale)
             if cfg.teacher_flow:
                 sample["ref_flow"], sample["ref_flow_confidence"] = reference_flows(
                     sample["labels"], sample["images"], sample["ref_labels"], sample["ref_images"], cfg.task)
@@ -318,10 +320,21 @@ class VideoClips(Dataset):
     def references(self, sequence: Sequence, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference labels (K, C, H, W) and images (K, 3, H, W) of given frames, without augmentation."""
         frames = [self.working_frame(sequence, i, False) for i in indices]
-        labels = [self.render(f, None, ()) for f in frames]
-        box = self.crop_box(frames, labels, None, (1.0, 1.0), reference=True)
-        return (torch.stack([to_tensor(crop_resize(x, box, self.cfg.size, self.nearest_labels)) for x in labels]),
-                torch.stack([image_to_tensor(crop_resize(f.image, box, self.cfg.size, False)) for f in frames]))
+        return self.crop_references(frames, [self.render(f, None, ()) for f in frames], None, (1.0, 1.0))
+
+    def crop_references(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
+                        face_scale: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels (K, C, H, W) and images (K, 3, H, W) of reference frames, each in its own box (reference_crop
+        "each") or all in one ("together")."""
+        if self.cfg.reference_crop == "together":
+            boxes = [self.crop_box(frames, labels, rng, face_scale, reference=True)] * len(frames)
+        else:
+            boxes = [self.crop_box([f], [x], rng, face_scale, reference=True)
+                     for f, x in zip(frames, labels, strict=True)]
+        size, nearest = self.cfg.size, self.nearest_labels
+        return (torch.stack([to_tensor(crop_resize(x, b, size, nearest)) for x, b in zip(labels, boxes, strict=True)]),
+                torch.stack([image_to_tensor(crop_resize(f.image, b, size, False))
+                             for f, b in zip(frames, boxes, strict=True)]))
 
     def stream(self, sequence: Sequence, max_frames: int | None = None) -> Iterator[dict]:
         """The frames of a sequence in order for generation: one crop for all of them (from the first frame,

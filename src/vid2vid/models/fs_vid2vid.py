@@ -73,6 +73,17 @@ class FewShotConfig(Settings):
     # data with DensePose, pose_type "both"). The attention sums over every target position, the backdrop
     # included, and in our CPU runs hardly moves with the target's pose (studies/study2_few_shot.py --kind turning).
     warp_reference_choice: str = "attention"
+    # How K > 1 references make the generated weights: "attention" (imaginaire: every target position a weighted
+    # sum over all positions of all K) or "densepose" (per frame, the reference whose DensePose parts are nearest
+    # the target's, alone, as a K = 1 model takes it, and warped in). At CPU scale the attention's merged features
+    # cost more than the other side gains (studies/study2_few_shot.py --kind turning); the K = 1 path is trained
+    # whenever K is drawn from 1..4, so a checkpoint trained with either may render with either.
+    reference_merge: str = "attention"
+    # Along a sequence, a DensePose choice (either of the two above) keeps the previous frame's reference unless
+    # another's part shares are nearer the target's by more than this (L1 over shares that sum to 1: a turn of the
+    # person moves them by about 1.8, a change of pose on one side by 0.05-0.15). Picking afresh each frame flips
+    # between references of the same side, and each flip is a change of look the previous frame's warp carries on.
+    densepose_switch_margin: float = 0.5
 
     def __post_init__(self):
         if self.reference_label_mode not in ("mul", "concat"):
@@ -84,8 +95,13 @@ class FewShotConfig(Settings):
         if self.warp_reference_choice not in ("attention", "densepose"):
             raise ValueError(f"warp_reference_choice must be 'attention' or 'densepose', got "
                              f"{self.warp_reference_choice!r}")
-        if self.warp_reference_choice == "densepose" and self.pose_type != "both":
-            raise ValueError("warp_reference_choice 'densepose' needs pose_type 'both' (labels with DensePose)")
+        if self.reference_merge not in ("attention", "densepose"):
+            raise ValueError(f"reference_merge must be 'attention' or 'densepose', got {self.reference_merge!r}")
+        for name in ("warp_reference_choice", "reference_merge"):
+            if getattr(self, name) == "densepose" and self.pose_type != "both":
+                raise ValueError(f"{name} 'densepose' needs pose_type 'both' (labels with DensePose)")
+        if self.densepose_switch_margin < 0:
+            raise ValueError(f"densepose_switch_margin must be 0 or more, got {self.densepose_switch_margin}")
         ch = self.channels
         for i in range(self.num_generated_layers):
             if ch[i + 1] < ch[i]:
@@ -149,11 +165,6 @@ def densepose_parts(labels: torch.Tensor) -> torch.Tensor:
     part = torch.round(densepose_part_index(labels[..., 2, :, :].float())).long().clamp(0, 24)
     counts = F.one_hot(part.flatten(-2), 25).sum(-2).float()[..., 1:23]
     return counts / counts.sum(-1, keepdim=True).clamp(min=1)
-
-
-def nearest_densepose_reference(label: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:
-    """label (B, C, H, W), ref_labels (B, K, C, H, W) -> (B,): the reference whose part shares are nearest (L1)."""
-    return (densepose_parts(label)[:, None] - densepose_parts(ref_labels)).abs().sum(-1).argmin(1)
 
 
 def pick_reference(refs: torch.Tensor, ref_idx: torch.Tensor | None) -> torch.Tensor:
@@ -430,6 +441,7 @@ class FewShotGenerator(nn.Module):
         self.weight_generator.reset()
         self.cached_references = None
         self.last_ref_idx = None
+        self.last_densepose_idx = None
 
     def train(self, mode: bool = True):
         self.reset()  # the cache was made with weights that training is about to change
@@ -457,6 +469,21 @@ class FewShotGenerator(nn.Module):
         self.last_ref_idx = ref_idx
         return ref_idx
 
+    @torch.compiler.disable
+    def densepose_reference(self, label: torch.Tensor, ref_labels: torch.Tensor,
+                            continuing: bool) -> tuple[torch.Tensor, bool]:
+        """The reference (B,) whose DensePose part shares are nearest the target's or, along a sequence
+        (continuing), the previous frame's unless another is nearer by more than densepose_switch_margin; and
+        whether it is the previous frame's choice."""
+        distance = (densepose_parts(label)[:, None] - densepose_parts(ref_labels)).abs().sum(-1)  # (B, K)
+        chosen, previous = distance.argmin(1), self.last_densepose_idx
+        same_shape = previous is not None and previous.shape == chosen.shape
+        if continuing and same_shape:
+            gain = distance.gather(1, previous[:, None])[:, 0] - distance.gather(1, chosen[:, None])[:, 0]
+            chosen = torch.where(gain > self.cfg.densepose_switch_margin, chosen, previous)
+        self.last_densepose_idx = chosen
+        return chosen, same_shape and torch.equal(chosen, previous)
+
     def prepare_labels(self, labels: torch.Tensor | None, is_reference: bool) -> torch.Tensor | None:
         if labels is None or self.cfg.pose_type is None:
             return labels
@@ -474,11 +501,17 @@ class FewShotGenerator(nn.Module):
         label = self.prepare_labels(label, is_reference=False)
         prev_labels = self.prepare_labels(prev_labels, is_reference=False)
         ref_labels = self.prepare_labels(ref_labels, is_reference=True)
+        chosen = None
+        if cfg.reference_merge == "densepose" and ref_images.shape[1] > 1:
+            chosen, unchanged = self.densepose_reference(label, ref_labels, continuing=reuse)
+            reuse = reuse and unchanged
+            ref_labels = pick_reference(ref_labels, chosen)[:, None]
+            ref_images = pick_reference(ref_images, chosen)[:, None]
 
         x, label_levels, spade_weights, attention_map, ref_idx = self.weight_generator(
             ref_images, ref_labels, label, reuse)
         if ref_idx is not None and cfg.warp_reference_choice == "densepose":
-            ref_idx = nearest_densepose_reference(label, ref_labels)
+            ref_idx = self.densepose_reference(label, ref_labels, continuing=reuse)[0]
         elif ref_idx is not None and not self.training:
             ref_idx = self.steady_reference(attention_map, ref_idx, continuing=reuse)
 
@@ -515,7 +548,8 @@ class FewShotGenerator(nn.Module):
             fake_images=image, fake_flow_maps=flows, fake_occlusion_masks=masks, warped_images=warped,
             fake_raw_images=raw,
             attention_visualization=None if attention_map is None else attention_map[-1:, 0:1],
-            ref_idx=ref_idx, attention=attention_map)
+            ref_idx=ref_idx if chosen is None else chosen, attention=attention_map)
+
 
     def check_inputs(self, label, ref_labels, ref_images, prev_labels, prev_images) -> None:
         cfg = self.cfg
