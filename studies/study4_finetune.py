@@ -26,6 +26,7 @@ if __name__ == "__main__":
     parser.add_argument("--checkpoint", required=True, help="a few-shot checkpoint (or run folder) at 64x64")
     parser.add_argument("--name", required=True, help="the report's name under studies/results/finetune/")
     parser.add_argument("--kind", choices=["dancers", "turning"], default="dancers")
+    parser.add_argument("--adversarial", action="store_true", help="fine-tune with the checkpoint's discriminators")
     args = parser.parse_args()
     threads()
     OUT = OUT if args.kind == "dancers" else OUT.with_name(f"finetune_{args.kind}")
@@ -35,7 +36,8 @@ if __name__ == "__main__":
                      first_index=HELD_OUT_INDEX, motion_offset=50)
     (OUT / "reports").mkdir(parents=True, exist_ok=True)
     report = evaluate(args.checkpoint, held_out, OUT / "reports" / args.name, KS, references=refs, overwrite=True,
-                      pose_error=False, progress=False, finetune_steps=STEPS)
+                      pose_error=False, progress=False, finetune_steps=STEPS,
+                      finetune_adversarial=args.adversarial)
     print("| model | K | fine-tuning steps | PSNR (dB) | SSIM | warping error | s fine-tuning / sequence |")
     print("|---|---|---|---|---|---|---|")
     for scores in report["results"].values():

@@ -142,10 +142,22 @@ def test_without_discriminators_it_says_so_and_uses_l1(run, tmp_path):
     for name in ("model.json", "model.safetensors"):
         (bare / name).write_bytes((checkpoint / name).read_bytes())
     notices = []
-    result = finetune_checkpoint_model(bare, model, refs, 2, notice=notices.append)
+    result = finetune_checkpoint_model(bare, model, refs, 2, adversarial=True, notice=notices.append)
     assert not result.adversarial
     assert len(notices) == 1 and notices[0].startswith(f"{bare}: no discriminators here; fine-tuning with L1")
     assert set(result.history[0]) == {"G/total"}
+
+
+def test_by_default_the_discriminators_are_left_out_and_l1_takes_their_place(run):
+    checkpoint, model, refs, _ = run
+    notices = []
+    plain = finetune_checkpoint_model(checkpoint, model, refs, 2, notice=notices.append)
+    assert not plain.adversarial and set(plain.history[0]) == {"G/total"}
+    assert len(notices) == 1
+    assert notices[0].startswith(f"{checkpoint}: without the discriminators (--finetune-adversarial); fine-tuning "
+                                 "with L1")
+    adversarial = finetune_checkpoint_model(checkpoint, model, refs, 2, adversarial=True)
+    assert adversarial.adversarial and all("D/total" in h for h in adversarial.history)
 
 
 def test_bad_requests_are_one_line_errors(run, tmp_path):

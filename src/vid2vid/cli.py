@@ -157,7 +157,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
                           size=args.size, frames_dir=args.frames_dir, side_by_side=args.side_by_side,
                           max_frames=args.max_frames, fps=args.fps, overwrite=args.overwrite, device=args.device,
                           precision=args.precision, compile_model=args.compile, progress=not args.quiet,
-                          finetune_steps=args.finetune, finetune_lr=args.finetune_lr, seed=args.seed)
+                          finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
+                          finetune_adversarial=args.finetune_adversarial, seed=args.seed)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -171,7 +172,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                           sequences=args.sequence, max_frames=args.max_frames, size=args.size,
                           inception=args.inception, i3d=args.i3d, pose_error=not args.no_pose_error,
                           overwrite=args.overwrite, device=args.device, progress=not args.quiet,
-                          finetune_steps=args.finetune, finetune_lr=args.finetune_lr, seed=args.seed)
+                          finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
+                          finetune_adversarial=args.finetune_adversarial, seed=args.seed)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     for key, summary in report["results"].items():
@@ -274,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(imaginaire's dancing inference takes 100); 0: off")
     gen.add_argument("--finetune-lr", type=positive_float, metavar="LR",
                      help="generator learning rate for --finetune (default 1e-5; imaginaire tunes at 1e-4)")
+    gen.add_argument("--finetune-adversarial", action="store_true",
+                     help="fine-tune with the checkpoint's discriminators, as imaginaire (default: L1 in their place)")
     gen.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -299,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="few-shot: fine-tune on each sequence's references for N steps first; several values "
                          "(0 100) score each in one report")
     ev.add_argument("--finetune-lr", type=positive_float, metavar="LR", help="generator learning rate of --finetune")
+    ev.add_argument("--finetune-adversarial", action="store_true",
+                    help="fine-tune with the checkpoint's discriminators, as imaginaire (default: L1 in their place)")
     ev.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing report folder")

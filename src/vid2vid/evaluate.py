@@ -323,7 +323,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
              max_frames: int | None = None, size: tuple[int, int] | None = None,
              inception: str | Path | None = None, i3d: str | Path | None = None, pose_error: bool = True,
              overwrite: bool = False, device: str = "auto", progress: bool = True,
-             finetune_steps: list[int] | None = None, finetune_lr: float | None = None, seed: int = 0) -> dict:
+             finetune_steps: list[int] | None = None, finetune_lr: float | None = None,
+             finetune_adversarial: bool = False, seed: int = 0) -> dict:
     """Score a checkpoint on held-out sequences, for each K (few-shot) and each number of fine-tuning steps
     (finetune_steps, e.g. [0, 100]: with and without, one report; a model is tuned per sequence on its
     references)."""
@@ -397,7 +398,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
 
         def tune(model, refs):
             result = finetune_checkpoint_model(checkpoint, model, refs, steps, lr=finetune_lr, amp_dtype=amp,
-                                               seed=seed, notice=None if tuning_seconds else notes.append)
+                                               seed=seed, adversarial=finetune_adversarial,
+                                               notice=None if tuning_seconds else notes.append)
             tuning_seconds.setdefault(key, []).append(result.seconds)
             return result.model
         return tune

@@ -5,10 +5,13 @@ Each step takes one reference as the target (its own label as the input), rolls 
 random, and makes one full training update on that single frame with all K references as the few-shot set, as
 imaginaire does: so the path tuned is the one inference takes (at K = 2, attention over two references, not the
 one-reference path that leaving the target out would tune). The roll and flip keep the target from being a copy of
-its reference. The update: the discriminators (when the checkpoint has them), then the generator, with the
-recipe's losses and weights. Only the layers imaginaire fine-tunes move: the weight generator's MLP heads
-(imaginaire's `weight_generator.fc*`), the image decoder (`up*`) and the output conv (`conv_img`); in our names
-`weight_generator.heads.*`, `decoder.*` and `to_image.*`. The loaded model is never changed: a copy is tuned.
+its reference. The update: with `adversarial` (imaginaire's way, when the checkpoint has discriminators) the
+discriminators, then the generator, with the recipe's losses and weights; by default the generator alone, L1 in
+place of the adversarial terms: on our CPU models the discriminators of a short run cost 0.1-0.2 dB where L1
+gained 0.4-0.6 (docs/RESULTS.md, study 4 on turning dancers). Only the layers imaginaire fine-tunes move: the
+weight generator's MLP heads (imaginaire's `weight_generator.fc*`), the image decoder (`up*`) and the output conv
+(`conv_img`); in our names `weight_generator.heads.*`, `decoder.*` and `to_image.*`. The loaded model is never
+changed: a copy is tuned.
 """
 
 from __future__ import annotations
@@ -180,19 +183,23 @@ def finetune(model: torch.nn.Module, references: References, steps: int = DEFAUL
 
 def finetune_checkpoint_model(checkpoint: str | Path, model: torch.nn.Module, references: References, steps: int,
                               *, lr: float | None = None, amp_dtype: torch.dtype | None = None, seed: int = 0,
-                              progress: bool = False, on_step: Callable[[int, dict], None] | None = None,
+                              adversarial: bool = False, progress: bool = False,
+                              on_step: Callable[[int, dict], None] | None = None,
                               notice: Callable[[str], None] | None = None) -> FinetuneResult:
-    """finetune() with what the checkpoint folder offers: its recipe's weights, its discriminators, the recipe's
-    VGG19 weights for the perceptual term. Without discriminators it says so through notice() and tunes with L1
-    (weighted as feature matching, if the recipe has none), perceptual and flow terms."""
+    """finetune() with what the checkpoint folder offers: its recipe's weights, the recipe's VGG19 weights for the
+    perceptual term and, with adversarial, its discriminators. Without them it tunes with L1 (weighted as feature
+    matching, if the recipe has none), perceptual and flow terms; notice() says which."""
     if not is_few_shot(model):
         raise ValueError("--finetune is for few-shot models; this checkpoint is a vid2vid model")
     cfg, discriminators = training_setup(checkpoint, model, references.images.device)
+    if not adversarial:
+        discriminators = None
     if discriminators is None:
         weights = cfg.loss.weights
         weights.l1 = weights.l1 or weights.feature_matching
         if notice is not None:
-            notice(f"{model_folder(checkpoint)}: no discriminators here; fine-tuning with L1 (weight {weights.l1:g}), "
+            why = "no discriminators here" if adversarial else "without the discriminators (--finetune-adversarial)"
+            notice(f"{model_folder(checkpoint)}: {why}; fine-tuning with L1 (weight {weights.l1:g}), "
                    "perceptual (with VGG19 weights) and flow terms only")
     return finetune(model, references, steps, cfg=cfg, discriminators=discriminators, lr=lr, amp_dtype=amp_dtype,
                     seed=seed, perceptual=perceptual_loss(cfg, references.images.device), progress=progress,

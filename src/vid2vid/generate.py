@@ -164,7 +164,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              progress: bool = True, compile_model: bool = False, model: torch.nn.Module | None = None,
              labels_output: str | Path | None = None,
              on_frame: Callable[[int, int], None] | None = None, finetune_steps: int = 0,
-             finetune_lr: float | None = None, seed: int = 0,
+             finetune_lr: float | None = None, finetune_adversarial: bool = False, seed: int = 0,
              on_finetune: Callable[[int, int], None] | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
     about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
@@ -226,6 +226,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
                 on_finetune(0, finetune_steps)
             tuned = finetune_checkpoint_model(
                 checkpoint, model, refs, finetune_steps, lr=finetune_lr, amp_dtype=amp, seed=seed,
+                adversarial=finetune_adversarial,
                 progress=progress, notice=(lambda line: print(line, file=sys.stderr)) if progress else None,
                 on_step=None if on_finetune is None else lambda i, _: on_finetune(i + 1, finetune_steps))
             model = tuned.model
