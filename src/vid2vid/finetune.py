@@ -7,11 +7,11 @@ imaginaire does: so the path tuned is the one inference takes (at K = 2, attenti
 one-reference path that leaving the target out would tune). The roll and flip keep the target from being a copy of
 its reference. The update: with `adversarial` (imaginaire's way, when the checkpoint has discriminators) the
 discriminators, then the generator, with the recipe's losses and weights; by default the generator alone, L1 in
-place of the adversarial terms: on our CPU models the discriminators of a short run cost 0.1-0.2 dB where L1
-gained 0.4-0.6 (docs/RESULTS.md, study 4 on turning dancers). Only the layers imaginaire fine-tunes move: the
-weight generator's MLP heads (imaginaire's `weight_generator.fc*`), the image decoder (`up*`) and the output conv
-(`conv_img`); in our names `weight_generator.heads.*`, `decoder.*` and `to_image.*`. The loaded model is never
-changed: a copy is tuned.
+place of the adversarial terms: on our CPU models the discriminators of a short run gained nothing (-0.03 dB at
+K = 4; -0.15 at 3e-5) where L1 gained 0.3-0.9 (docs/RESULTS.md, study 4 on turning dancers). Only the layers
+imaginaire fine-tunes move: the weight generator's MLP heads (imaginaire's `weight_generator.fc*`), the image
+decoder (`up*`) and the output conv (`conv_img`); in our names `weight_generator.heads.*`, `decoder.*` and
+`to_image.*`. The loaded model is never changed: a copy is tuned.
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ def default_config(model: torch.nn.Module, data: dict | None = None) -> TrainCon
     return TrainConfig.from_dict({"model": "fs_vid2vid", "data": data, "generator": unwrap(model).cfg.to_dict()})
 
 
-def training_setup(checkpoint: str | Path, model: torch.nn.Module, device: torch.device
-                   ) -> tuple[TrainConfig, Discriminators | None]:
-    """The recipe a checkpoint was trained with and its discriminators, when the folder has them: a training run's
-    checkpoint (the run's config.yaml, discriminators.safetensors) or a converted imaginaire checkpoint
-    (training.yaml beside it). Otherwise default weights and no discriminators."""
+def training_setup(checkpoint: str | Path, model: torch.nn.Module, device: torch.device,
+                   discriminators: bool = True) -> tuple[TrainConfig, Discriminators | None]:
+    """The recipe a checkpoint was trained with and (unless discriminators is False) its discriminators, when the
+    folder has them: a training run's checkpoint (the run's config.yaml, discriminators.safetensors) or a converted
+    imaginaire checkpoint (training.yaml beside it). Otherwise default weights and no discriminators."""
     folder = model_folder(checkpoint)
     run_config = folder.parent.parent / "config.yaml"
     config_file = folder / TRAINING_CONFIG if (folder / TRAINING_CONFIG).is_file() else run_config
@@ -84,7 +84,7 @@ def training_setup(checkpoint: str | Path, model: torch.nn.Module, device: torch
     else:
         cfg = default_config(model, read_model_info(folder).get("data"))
     weights = folder / "discriminators.safetensors"
-    if not weights.is_file() or not config_file.is_file():
+    if not discriminators or not weights.is_file() or not config_file.is_file():
         return cfg, None
     D = Discriminators(cfg)
     try:
@@ -191,9 +191,7 @@ def finetune_checkpoint_model(checkpoint: str | Path, model: torch.nn.Module, re
     matching, if the recipe has none), perceptual and flow terms; notice() says which."""
     if not is_few_shot(model):
         raise ValueError("--finetune is for few-shot models; this checkpoint is a vid2vid model")
-    cfg, discriminators = training_setup(checkpoint, model, references.images.device)
-    if not adversarial:
-        discriminators = None
+    cfg, discriminators = training_setup(checkpoint, model, references.images.device, discriminators=adversarial)
     if discriminators is None:
         weights = cfg.loss.weights
         weights.l1 = weights.l1 or weights.feature_matching

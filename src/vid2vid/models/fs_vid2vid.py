@@ -75,9 +75,9 @@ class FewShotConfig(Settings):
     warp_reference_choice: str = "attention"
     # How K > 1 references make the generated weights: "attention" (imaginaire: every target position a weighted
     # sum over all positions of all K) or "densepose" (per frame, the reference whose DensePose parts are nearest
-    # the target's, alone, as a K = 1 model takes it, and warped in). At CPU scale the attention's merged features
-    # cost more than the other side gains (studies/study2_few_shot.py --kind turning); the K = 1 path is trained
-    # whenever K is drawn from 1..4, so a checkpoint trained with either may render with either.
+    # the target's, alone, as a K = 1 model takes it, and warped in). On turning dancers it gained less from K than
+    # the attention's merged weights (+0.70 against +0.81 dB, studies/study2_few_shot.py --kind turning); the K = 1
+    # path is trained whenever K is drawn from 1..4, so a checkpoint trained with either may render with either.
     reference_merge: str = "attention"
     # Along a sequence, a DensePose choice (either of the two above) keeps the previous frame's reference unless
     # another's part shares are nearer the target's by more than this (L1 over shares that sum to 1: a turn of the
@@ -549,7 +549,6 @@ class FewShotGenerator(nn.Module):
             fake_raw_images=raw,
             attention_visualization=None if attention_map is None else attention_map[-1:, 0:1],
             ref_idx=ref_idx if chosen is None else chosen, attention=attention_map)
-
 
     def check_inputs(self, label, ref_labels, ref_images, prev_labels, prev_images) -> None:
         cfg = self.cfg
