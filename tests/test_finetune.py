@@ -15,6 +15,8 @@ from vid2vid.finetune import (
     TRAINED_PREFIXES,
     finetune,
     finetune_checkpoint_model,
+    recolour,
+    rescale,
     roll_and_flip,
     trained_parameters,
     training_setup,
@@ -112,6 +114,9 @@ def test_deterministic_for_a_seed(run):
     c = finetune_checkpoint_model(checkpoint, model, refs, 3, seed=2).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+    photo = finetune_checkpoint_model(checkpoint, model, refs, 3, seed=1, augment="photo").model.state_dict()
+    again = finetune_checkpoint_model(checkpoint, model, refs, 3, seed=1, augment="photo").model.state_dict()
+    assert all(torch.equal(photo[k], again[k]) for k in a) and any(not torch.equal(a[k], photo[k]) for k in a)
 
 
 def test_roll_and_flip_moves_label_and_image_together():
@@ -128,6 +133,37 @@ def test_roll_and_flip_moves_label_and_image_together():
         assert torch.equal(rolled_image, _moved(image, dy, dx, flip))
         shifts.add(found[0])
     assert len(shifts) > 5  # shifts of up to 32 / 16 = 2 pixels either way, and flips
+
+
+def test_rescale_zooms_label_and_image_alike_about_the_centre():
+    # A label with one drawn square in the middle and the image the same square: a zoom by z scales its side by z.
+    label = torch.full((1, 3, 64, 64), -1.0)
+    label[:, :, 24:40, 24:40] = 0.5
+    image = label.clone()
+    rng = torch.Generator().manual_seed(0)
+    sides = []
+    for _ in range(10):
+        zoomed_label, zoomed_image = rescale(label, image, rng, amount=0.15)
+        assert set(zoomed_label.unique().tolist()) <= {-1.0, 0.5}  # nearest: no colour the pose map did not have
+        side = int((zoomed_label[0, 0] > 0).any(0).sum())
+        sides.append(side)
+        rows = torch.nonzero((zoomed_label[0, 0] > 0).any(1)).flatten()
+        assert abs(float(rows.float().mean()) - 31.5) <= 0.5  # about the centre
+        assert abs(int(((zoomed_image[0, 0] > -0.25).any(0)).sum()) - side) <= 1
+    assert 16 * 0.85 - 1 <= min(sides) < 16 < max(sides) <= 16 * 1.15 + 1
+
+
+def test_recolour_changes_target_and_references_alike_and_stays_in_range():
+    rng = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 8, 8) * 2 - 1
+    refs = torch.cat([image[:, None], torch.rand(1, 1, 3, 8, 8) * 2 - 1], 1)  # (1, K=2, 3, H, W), the first = image
+    new_image, new_refs = recolour([image, refs], rng)
+    assert new_refs.shape == refs.shape and torch.equal(new_image, new_refs[:, 0])
+    assert not torch.allclose(new_image, image) and new_image.abs().max() <= 1
+    # grey stays grey: a saturation change and per-channel gains keep a grey pixel's channels within the gains' spread
+    grey = torch.zeros(1, 3, 1, 1)
+    out = recolour([grey], torch.Generator().manual_seed(1))[0]
+    assert float(out.max() - out.min()) <= 0.3 * 1.3
 
 
 def _moved(x, dy, dx, flip):
@@ -164,6 +200,8 @@ def test_bad_requests_are_one_line_errors(run, tmp_path):
     checkpoint, model, refs, root = run
     with pytest.raises(ValueError, match="0 or more"):
         finetune(model, refs, -1)
+    with pytest.raises(ValueError, match="augmentation must be one of roll, photo"):
+        finetune(model, refs, 1, augment="zoom")
     empty = References(torch.full_like(refs.labels, -1.0), refs.images)
     with pytest.raises(ValueError, match="reference 1 has an empty label"):
         finetune(model, empty, 1)

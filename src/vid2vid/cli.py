@@ -158,7 +158,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
                           max_frames=args.max_frames, fps=args.fps, overwrite=args.overwrite, device=args.device,
                           precision=args.precision, compile_model=args.compile, progress=not args.quiet,
                           finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
-                          finetune_adversarial=args.finetune_adversarial, seed=args.seed)
+                          finetune_adversarial=args.finetune_adversarial, finetune_augment=args.finetune_augment,
+                          seed=args.seed)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="generator learning rate for --finetune (default 1e-5; imaginaire tunes at 1e-4)")
     gen.add_argument("--finetune-adversarial", action="store_true",
                      help="fine-tune with the checkpoint's discriminators, as imaginaire (default: L1 in their place)")
+    gen.add_argument("--finetune-augment", choices=["roll", "photo"], default="roll",
+                     help="--finetune's augmentation of its targets: roll (imaginaire's shift and flip) or photo "
+                          "(also a zoom, and one colour change of target and references alike)")
     gen.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -353,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_detector_models)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
-    synth.add_argument("kind", choices=["dancers", "street", "faces", "turning"])
+    synth.add_argument("kind", choices=["dancers", "street", "faces", "turning", "photo"])
     synth.add_argument("output", metavar="OUT", help="dataset folder to write")
     synth.add_argument("--sequences", type=positive_int, default=8, help="number of sequences (each its own identity)")
     synth.add_argument("--frames", type=positive_int, default=32, help="frames per sequence")

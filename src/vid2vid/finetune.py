@@ -116,23 +116,63 @@ def roll_and_flip(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator
     return move(label), move(image)
 
 
+AUGMENTATIONS = ("roll", "photo")
+
+
+def rescale(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator, amount: float = 0.15
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random zoom about the centre (by 1 - amount .. 1 + amount) of a (B, C, H, W) label (nearest
+    samples, so a pose map keeps its colours) and image (bilinear), edges repeated: a crop jitter of the photo, so
+    that a target is not its reference at the same scale."""
+    zoom = 1 + amount * (2 * float(torch.rand((), generator=rng)) - 1)
+    theta = torch.tensor([[1 / zoom, 0, 0], [0, 1 / zoom, 0]], dtype=torch.float32, device=label.device)
+    grid = torch.nn.functional.affine_grid(theta[None].expand(label.shape[0], 2, 3), list(label.shape),
+                                           align_corners=False)
+
+    def sample(x, mode):
+        return torch.nn.functional.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode="border",
+                                               align_corners=False)
+    return sample(label, "nearest"), sample(image, "bilinear")
+
+
+def recolour(images: list[torch.Tensor], rng: torch.Generator) -> list[torch.Tensor]:
+    """The same random colour change of images in [-1, 1] (the target and its references alike): a gain per channel
+    (0.85-1.15), a brightness shift (+-0.1) and a saturation change (0.7-1.3), so that the tuned model copies the
+    references' colours rather than learning these ones by heart."""
+    u = torch.rand(5, generator=rng)
+    gain = (0.85 + 0.3 * u[:3]).view(1, 3, 1, 1)
+    shift, saturation = 0.2 * float(u[3]) - 0.1, 0.7 + 0.6 * float(u[4])
+
+    def change(x):
+        shape = x.shape
+        x = x.reshape(-1, *shape[-3:])
+        x = (x + 1) * gain.to(x) - 1 + shift
+        grey = x.mean(1, keepdim=True)
+        return (grey + (x - grey) * saturation).clamp(-1, 1).reshape(shape)
+    return [change(x) for x in images]
+
+
 def finetune(model: torch.nn.Module, references: References, steps: int = DEFAULT_STEPS, *,
              cfg: TrainConfig | None = None, discriminators: Discriminators | None = None,
              lr: float | None = None, amp_dtype: torch.dtype | None = None, seed: int = 0,
-             perceptual: losses.PerceptualLoss | None = None, progress: bool = False,
+             perceptual: losses.PerceptualLoss | None = None, progress: bool = False, augment: str = "roll",
              on_step: Callable[[int, dict], None] | None = None) -> FinetuneResult:
     """A copy of a few-shot model tuned for `steps` updates on references (labels (1, K, C, H, W), images
     (1, K, 3, H, W)); the model and discriminators given are left as they were.
 
     cfg gives the loss weights and the task (default: imaginaire's weights); lr the generator's learning rate
-    (default DEFAULT_LR; the discriminators take the recipe's lr_D). Deterministic for a seed. on_step(i, terms) is
-    called after every step (for a progress display)."""
+    (default DEFAULT_LR; the discriminators take the recipe's lr_D). augment: "roll" (imaginaire's roll and flip of
+    the target) or "photo" (also a zoom of the target and one colour change of the target and the references, for
+    a real photo: see rescale and recolour). Deterministic for a seed. on_step(i, terms) is called after every step
+    (for a progress display)."""
     if not is_few_shot(model):
         raise ValueError("fine-tuning is for few-shot models; this is a vid2vid model")
     if steps < 0:
         raise ValueError(f"fine-tuning steps must be 0 or more, got {steps}")
     if references.labels.shape[0] != 1:
         raise ValueError("fine-tune on one set of references at a time (batch 1)")
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"fine-tuning augmentation must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
     for j, label in enumerate(references.labels[0]):
         if not bool(label.amax() > label.amin()):  # nothing drawn: no person or face was found in it
             raise ValueError(f"reference {j + 1} has an empty label (no person or face found in it); fine-tuning "
@@ -162,6 +202,9 @@ def finetune(model: torch.nn.Module, references: References, steps: int = DEFAUL
         target = int(torch.randint(k, (), generator=rng))
         label, image = roll_and_flip(references.labels[:, target], references.images[:, target], rng)
         ref_labels, ref_images = references.labels, references.images
+        if augment == "photo":
+            label, image = rescale(label, image, rng)
+            image, ref_images = recolour([image, ref_images], rng)
         ref_flow, ref_confidence = reference_flows(label, image, ref_labels[0], ref_images[0], cfg.data.task)
         batch = {"labels": label[:, None], "images": image[:, None], "ref_labels": ref_labels,
                  "ref_images": ref_images, "ref_flow": ref_flow[None], "ref_flow_confidence": ref_confidence[None]}
@@ -183,7 +226,7 @@ def finetune(model: torch.nn.Module, references: References, steps: int = DEFAUL
 
 def finetune_checkpoint_model(checkpoint: str | Path, model: torch.nn.Module, references: References, steps: int,
                               *, lr: float | None = None, amp_dtype: torch.dtype | None = None, seed: int = 0,
-                              adversarial: bool = False, progress: bool = False,
+                              adversarial: bool = False, progress: bool = False, augment: str = "roll",
                               on_step: Callable[[int, dict], None] | None = None,
                               notice: Callable[[str], None] | None = None) -> FinetuneResult:
     """finetune() with what the checkpoint folder offers: its recipe's weights, the recipe's VGG19 weights for the
@@ -201,4 +244,4 @@ def finetune_checkpoint_model(checkpoint: str | Path, model: torch.nn.Module, re
                    "perceptual (with VGG19 weights) and flow terms only")
     return finetune(model, references, steps, cfg=cfg, discriminators=discriminators, lr=lr, amp_dtype=amp_dtype,
                     seed=seed, perceptual=perceptual_loss(cfg, references.images.device), progress=progress,
-                    on_step=on_step)
+                    augment=augment, on_step=on_step)

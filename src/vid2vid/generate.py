@@ -104,7 +104,8 @@ def _reference_locations(paths: list[Path], task: str, workdir: Path) -> list[tu
             shutil.copy(path, copies[-1] / f"00000{path.suffix.lower()}")
         root = workdir / "references"
         try:
-            reports = prepare(copies, root, task, flow=False, progress=False)
+            # Several people: all are found (OpenCV's people detector, then the pose on each), the largest drawn.
+            reports = prepare(copies, root, task, flow=False, progress=False, multi_person=task == "pose")
         except DataError as exc:
             message = str(exc)
             for copy, path in zip(copies, loose, strict=True):
@@ -114,8 +115,23 @@ def _reference_locations(paths: list[Path], task: str, workdir: Path) -> list[tu
         for path, report in zip(loose, reports, strict=True):
             if task != "street" and not report.labelled:
                 raise DataError(f"{path}: no {LABEL_SUBJECT[task]} was found in this reference image")
+            if task == "pose":
+                _say_people(path, root, report.sequence)
             found.append((root, report.sequence, "00000"))
     return found
+
+
+def _say_people(path: Path, root: Path, sequence: str) -> None:
+    """One line on stderr when a reference photo shows several people: which one is rendered."""
+    from vid2vid.data import render
+
+    files = next(s for s in scan(root, "pose") if s.name == sequence).files["openpose"]
+    people = render.read_openpose_json(files[0])
+    if len(people) > 1:
+        person = render.largest_person(people)
+        ys = person.body[person.body[:, 2] > render.BODY_MIN_CONFIDENCE, 1]
+        print(f"{path}: {len(people)} people found; rendering the largest ({ys.max() - ys.min():.0f} px tall)",
+              file=sys.stderr)
 
 
 def load_references(locations, cfg: DataConfig) -> References:
@@ -164,7 +180,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              progress: bool = True, compile_model: bool = False, model: torch.nn.Module | None = None,
              labels_output: str | Path | None = None,
              on_frame: Callable[[int, int], None] | None = None, finetune_steps: int = 0,
-             finetune_lr: float | None = None, finetune_adversarial: bool = False, seed: int = 0,
+             finetune_lr: float | None = None, finetune_adversarial: bool = False, finetune_augment: str = "roll",
+             seed: int = 0,
              on_finetune: Callable[[int, int], None] | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
     about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
@@ -226,7 +243,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
                 on_finetune(0, finetune_steps)
             tuned = finetune_checkpoint_model(
                 checkpoint, model, refs, finetune_steps, lr=finetune_lr, amp_dtype=amp, seed=seed,
-                adversarial=finetune_adversarial,
+                adversarial=finetune_adversarial, augment=finetune_augment,
                 progress=progress, notice=(lambda line: print(line, file=sys.stderr)) if progress else None,
                 on_step=None if on_finetune is None else lambda i, _: on_finetune(i + 1, finetune_steps))
             model = tuned.model

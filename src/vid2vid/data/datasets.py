@@ -53,6 +53,12 @@ class DataConfig(Settings):
     # Few-shot references: "each" cropped in its own box, as it would be alone; "together" in one box (around the
     # person in all K, or the first one's face: imaginaire's), which frames them differently for each K.
     reference_crop: str = "each"
+    # pose: scale a frame down, before its labels are drawn, so that the person's crop box is the output size (as
+    # in training on frames of that size); off: labels drawn at the frame's size (imaginaire's), thin once resized.
+    fit_person_box: bool = False
+    # pose, training: the chance that a reference is cut by the frame's bottom edge somewhere between the middle of
+    # the torso and the ankles (a photo of the upper body or a person cut at the knees), the clip left whole.
+    reference_cut: float = 0.0
 
     def __post_init__(self):
         if self.task not in ("pose", "face", "street"):
@@ -61,6 +67,8 @@ class DataConfig(Settings):
             self.crop = {"pose": "person", "face": "face", "street": "random"}[self.task]
         if self.crop not in CROPS:
             raise ValueError(f"data crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
+        if not 0 <= self.reference_cut <= 1:
+            raise ValueError(f"data reference_cut must be a chance between 0 and 1, got {self.reference_cut}")
         if self.reference_crop not in ("each", "together"):
             raise ValueError(f"data reference_crop must be 'each' or 'together', got {self.reference_crop!r}")
         self.size = tuple(self.size)
@@ -150,6 +158,52 @@ def flip_frame(frame: Frame) -> Frame:
     landmarks = None if frame.landmarks is None else render.flip_landmarks(frame.landmarks, w)
     return Frame(mirror(frame.image), people, mirror(frame.densepose), landmarks, mirror(frame.seg),
                  mirror(frame.instance), frame.source_size)
+
+
+def cut_frame(frame: Frame, rows: int) -> Frame:
+    """The frame's top `rows` rows, as a camera framing less of the scene would show them: keypoints below are
+    undetected."""
+    def top(a):
+        return None if a is None else np.ascontiguousarray(a[:rows])
+
+    people = None
+    if frame.people is not None:
+        people = [render.hide_points_below(p, rows - 1) for p in frame.people]
+    return Frame(top(frame.image), people, top(frame.densepose), frame.landmarks, top(frame.seg), top(frame.instance),
+                 frame.source_size)
+
+
+def random_reference_cut(frame: Frame, rng: np.random.Generator) -> Frame:
+    """The frame cut by its bottom edge at a random row between the middle of the torso and the ankles of its
+    person (unchanged when those points are not seen)."""
+    person = render.largest_person(frame.people or [])
+    if person is None:
+        return frame
+    body = person.body
+    seen = body[:, 2] > 0
+    if not (seen[1] and seen[8]):  # neck and mid-hip
+        return frame
+    ankles = body[[11, 14]][seen[[11, 14]], 1]
+    low = float(ankles.max()) if ankles.size else float(frame.image.shape[0] - 1)
+    high = 0.5 * float(body[1, 1] + body[8, 1])
+    if low <= high + 2:
+        return frame
+    return cut_frame(frame, int(rng.uniform(high, low)) + 1)
+
+
+def person_box_scale(frame: Frame, output_height: int) -> float:
+    """The scale (at most 1) that makes the person crop box of this frame output_height pixels high: the box is
+    1.5 times the person's extent, at least half the frame and at most all of it (render.person_crop_box),
+    estimated here from the largest person's keypoints."""
+    h = frame.image.shape[0]
+    person = render.largest_person(frame.people or [])
+    extent = 0.0
+    if person is not None:
+        points = np.concatenate([person.body, person.face, person.hand_left, person.hand_right])
+        ys = points[points[:, 2] > 0, 1]
+        extent = float(ys.max() - ys.min()) if ys.size else 0.0
+    box = min(h, max(h / 2, 1.5 * extent))
+    return min(1.0, output_height / box)
 
 
 def crop_resize(array: np.ndarray, box: render.CropBox, size: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -289,6 +343,7 @@ class VideoClips(Dataset):
         dropped = render.sample_dropped_parts(augment, cfg.pose_limb_drop) if augment is not None else ()
         face_scale = render.random_face_crop_jitter(augment)[1] if augment is not None else (1.0, 1.0)
         frames = [self.working_frame(sequence, i, flip) for i in clip]
+        frames = self.fit(frames)
         for i, frame in zip(clip[1:], frames[1:], strict=True):
             if frame.source_size != frames[0].source_size:
                 (h, w), (h0, w0) = frame.source_size, frames[0].source_size
@@ -309,6 +364,10 @@ class VideoClips(Dataset):
             sample["flow"], sample["flow_confidence"] = self.flows(sequence, clip, frames, box, flip, sample)
         if refs:
             ref_frames = [self.working_frame(sequence, i, flip) for i in refs]
+            if augment is not None and cfg.reference_cut > 0 and cfg.task == "pose":
+                ref_frames = [random_reference_cut(f, augment) if augment.random() < cfg.reference_cut else f
+                              for f in ref_frames]
+            ref_frames = [self.fit([f])[0] for f in ref_frames]
             ref_labels = [self.render(f, augment, dropped) for f in ref_frames]
             sample["ref_labels"], sample["ref_images"] = self.crop_references(ref_frames, ref_labels, augment,
                                                                                face_scale)
@@ -319,7 +378,7 @@ class VideoClips(Dataset):
 
     def references(self, sequence: Sequence, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference labels (K, C, H, W) and images (K, 3, H, W) of given frames, without augmentation."""
-        frames = [self.working_frame(sequence, i, False) for i in indices]
+        frames = [self.fit([self.working_frame(sequence, i, False)])[0] for i in indices]
         return self.crop_references(frames, [self.render(f, None, ()) for f in frames], None, (1.0, 1.0))
 
     def crop_references(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
@@ -340,9 +399,12 @@ class VideoClips(Dataset):
         """The frames of a sequence in order for generation: one crop for all of them (from the first frame,
         as imaginaire's inference does), no augmentation. Items: label (C, H, W), image (3, H, W), frame, and the
         driving keypoints (pose) or landmarks (face) in output pixels."""
-        box = None
+        box = scale = None
         for index in range(len(sequence) if max_frames is None else min(max_frames, len(sequence))):
             frame = self.working_frame(sequence, index, False)
+            if self.cfg.fit_person_box and self.cfg.task == "pose":
+                scale = person_box_scale(frame, self.cfg.size[0]) if scale is None else scale
+                frame = resize_frame(frame, scale)
             label = self.render(frame, None, ())
             if box is None:
                 box = self.crop_box([frame], [label], None, (1.0, 1.0))
@@ -367,6 +429,14 @@ class VideoClips(Dataset):
         """The resize_smallest_side scale of a frame whose file is source_size (H, W)."""
         side = self.cfg.resize_smallest_side
         return 1.0 if side is None else side / min(source_size)
+
+    def fit(self, frames: list[Frame]) -> list[Frame]:
+        """fit_person_box: the frames (one crop box) scaled down alike, so that the first one's person box is the
+        output size."""
+        if not (self.cfg.fit_person_box and self.cfg.task == "pose") or not frames:
+            return frames
+        scale = person_box_scale(frames[0], self.cfg.size[0])
+        return [resize_frame(f, scale) for f in frames]
 
     def working_frame(self, sequence: Sequence, index: int, flip: bool) -> Frame:
         frame = read_frame(sequence, index)

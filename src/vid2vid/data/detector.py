@@ -139,6 +139,27 @@ def holistic(tracking: bool):
         "pose_landmarker_full.task", "hand_landmarker.task", "face_landmarker.task")))
 
 
+def face_finder():
+    """Face boxes, near and far (legacy FaceDetection, full-range model), to propose people for the pose; None
+    where MediaPipe has only the Tasks API (whose face detector needs a downloaded model)."""
+    mp = _import_mediapipe()
+    if not _has_legacy_solutions(mp):
+        return None
+    return _starting("face finder", lambda: mp.solutions.face_detection.FaceDetection(
+        model_selection=1, min_detection_confidence=0.5))
+
+
+def person_segmenter():
+    """Person-versus-background masks: legacy SelfieSegmentation (its general model); the Tasks API has no
+    bundled equivalent, so that path raises MissingExtra."""
+    mp = _import_mediapipe()
+    if not _has_legacy_solutions(mp):
+        raise MissingExtra("person segmentation needs MediaPipe's legacy solutions (mediapipe 0.10.14, Python <= "
+                           "3.12): pip install 'vid2vid[extract]'")
+    return _starting("person segmenter", lambda: mp.solutions.selfie_segmentation.SelfieSegmentation(
+        model_selection=0))
+
+
 def face_mesh(tracking: bool):
     """468 face points + 10 iris points on one face: legacy FaceMesh (refined) or the Tasks face landmarker."""
     mp = _import_mediapipe()

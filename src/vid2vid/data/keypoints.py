@@ -94,6 +94,7 @@ FACE70_FROM_FACEMESH = DLIB68_FROM_FACEMESH + (468, 473)
 MIN_VISIBILITY = 0.5
 
 _MID_HIP = BODY25_NAMES.index("MidHip")
+_R_SHOULDER, _L_SHOULDER = BODY25_NAMES.index("RShoulder"), BODY25_NAMES.index("LShoulder")
 
 
 def map_points(points: np.ndarray, table) -> np.ndarray:
@@ -172,6 +173,9 @@ class PoseExtractor:
     is at least `crop_size`, and run on its own; a pose found there counts only with its hips visible, and its
     points are mapped back to the frame. HOG's window is 128 px high, so people shorter than about 100 px are
     found only when `min_person_height` says so (the frame is upscaled for HOG by 96 / min_person_height).
+    HOG misses people who do not stand like pedestrians (at a tripod, seen from the waist up), so MediaPipe's face
+    finder proposes a box around each face too (a body's height of 8 faces below it, 4 faces wide), where a pose
+    counts with its shoulders seen.
     `tracking` lets MediaPipe follow the person from one call to the next (consecutive video frames, single
     person); without it each frame is independent.
     """
@@ -182,6 +186,7 @@ class PoseExtractor:
             raise ValueError("tracking follows one person; it cannot be combined with multi_person")
         self.min_person_height, self.crop_size, self.min_confidence = min_person_height, crop_size, min_confidence
         self._hog = _people_detector() if multi_person else None
+        self._faces = detector.face_finder() if multi_person else None
         self._holistic = detector.holistic(tracking)
 
     def __call__(self, image: np.ndarray) -> list[dict]:
@@ -193,14 +198,17 @@ class PoseExtractor:
             people.append(whole)
         if self._hog is None:
             return people
-        for box in self._people_boxes(image):
+        proposals = [(box, (_MID_HIP,)) for box in self._people_boxes(image)]
+        proposals += [(box, (_R_SHOULDER, _L_SHOULDER)) for box in self._face_boxes(image)]
+        for box, needed in proposals:
             x, y, w, h = box
             if any(_contains(_bounds(p), x + w / 2, y + h / 2) for p in people):
                 continue
             person = self._person(image, _square_crop(box, width, height))
             # HOG proposes whole standing bodies; a pose without hips in its box is MediaPipe seeing a person in
-            # something else (a church tower in a Cityscapes frame gave a confident head and shoulders).
-            if person is None or person["pose_keypoints_2d"][3 * _MID_HIP + 2] == 0:
+            # something else (a church tower in a Cityscapes frame gave a confident head and shoulders). A face's
+            # box needs the shoulders under it.
+            if person is None or any(person["pose_keypoints_2d"][3 * k + 2] == 0 for k in needed):
                 continue
             x0, y0, x1, y1 = _bounds(person)
             if not any(_contains(_bounds(p), (x0 + x1) / 2, (y0 + y1) / 2) for p in people):
@@ -238,8 +246,24 @@ class PoseExtractor:
         boxes, _ = self._hog.detectMultiScale(image, winStride=(8, 8), padding=(8, 8), scale=1.05)
         return [tuple(float(v) / scale for v in box) for box in boxes]
 
+    def _face_boxes(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """A standing body's box under each face MediaPipe finds, largest face first."""
+        if self._faces is None:
+            return []
+        found = self._faces.process(np.ascontiguousarray(image)).detections or []
+        height, width = image.shape[:2]
+        boxes = []
+        for detection in found:
+            face = detection.location_data.relative_bounding_box
+            w, h = face.width * width, face.height * height
+            cx = (face.xmin + face.width / 2) * width
+            boxes.append((cx - 2 * w, face.ymin * height - 0.5 * h, 4 * w, 8 * h))
+        return sorted(boxes, key=lambda b: -b[3])
+
     def close(self) -> None:
         self._holistic.close()
+        if self._faces is not None:
+            self._faces.close()
 
     def __enter__(self):
         return self

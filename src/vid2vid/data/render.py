@@ -266,6 +266,16 @@ def scale_person(person: Person, scale: tuple[float, float], shift: tuple[float,
     return Person(move(person.body), move(person.face), move(person.hand_left), move(person.hand_right))
 
 
+def hide_points_below(person: Person, y_max: float) -> Person:
+    """The person as a frame ending at row y_max shows it: points below are undetected (zeros)."""
+    def hide(rows: np.ndarray) -> np.ndarray:
+        rows = rows.copy()
+        rows[rows[:, 1] > y_max] = 0.0
+        return rows
+
+    return Person(hide(person.body), hide(person.face), hide(person.hand_left), hide(person.hand_right))
+
+
 def _valid_points(keypoints: np.ndarray, min_confidence: float, lines: tuple[tuple[int, ...], ...] | None):
     """(N, 3) -> (N, 2) float64 with undetected points at (0, 0), which the drawing skips.
 

@@ -1,10 +1,12 @@
 """Procedural videos with exact ground truth, so that training, generation and the demo run offline.
 
-Four kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + hand-21 keypoints), "street"
+Five kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + hand-21 keypoints), "street"
 (a forward-driving camera in a city street with Cityscapes label ids), "faces" (a talking head with dlib-68
-landmarks) and "turning" (the dancers, turning their backs to the camera now and then, the shirt's back a
-garment of its own). A sequence is a pure function of (kind, index, seed): its appearance ("identity") comes from one
-random stream and its motion from another, so any identity can perform any sequence's motion.
+landmarks), "turning" (the dancers, turning their backs to the camera now and then, the shirt's back a garment
+of its own) and "photo" (the dancers filmed as by a camera in the world: real backdrops and cloth textures, varied
+size and place, shadow, light, blur and noise; see photo.py). A sequence is a pure function of (kind, index,
+seed): its appearance ("identity") comes from one random stream and its motion from another, so any identity
+can perform any sequence's motion.
 
 Everything is drawn as regions: a region is a set of polygons in the local coordinates of a rigid body, moved
 into the image by that body's transform for the frame (a 3x3 matrix: affine for people and faces, a plane's
@@ -44,16 +46,21 @@ from vid2vid.data.synthetic.dancers import (
     _Turns,
 )
 from vid2vid.data.synthetic.faces import PortraitIdentity, _portrait_identity, _PortraitScene
+from vid2vid.data.synthetic.photo import PhotoLook, photo_identity, photo_scene
 from vid2vid.data.synthetic.street import CITYSCAPES_IDS, StreetLook, _street_look, _StreetScene
 
-__all__ = ["BODY_25_NAMES", "CITYSCAPES_IDS", "FPS", "KINDS", "DancerIdentity", "PortraitIdentity", "StreetLook",
+__all__ = ["BODY_25_NAMES", "CITYSCAPES_IDS", "FPS", "KINDS", "DancerIdentity", "PhotoLook", "PortraitIdentity",
+           "StreetLook",
            "SyntheticFrame", "identity", "sequence", "turned_away"]
 
 
-def identity(kind: str, index: int, seed: int = 0) -> DancerIdentity | StreetLook | PortraitIdentity:
-    """The appearance parameters of identity `index`: a DancerIdentity, a StreetLook or a PortraitIdentity."""
+def identity(kind: str, index: int, seed: int = 0) -> DancerIdentity | StreetLook | PortraitIdentity | PhotoLook:
+    """The appearance parameters of identity `index`: a DancerIdentity, a StreetLook, a PortraitIdentity or a
+    PhotoLook."""
     _check(kind, index, seed)
     rng = _rng(seed, kind, index, _IDENTITY_STREAM)
+    if kind == "photo":  # the dancer of the same index, filmed in the world
+        return photo_identity(rng, identity("dancers", index, seed))
     if kind == "turning":  # the dancer of the same index, with a shirt back of its own
         return _turning_identity(rng, identity("dancers", index, seed))
     palette = _rng(seed, kind, 0, _PALETTE_STREAM)  # shared by all indices: colour wheels stepped by index
@@ -86,6 +93,8 @@ def sequence(kind: str, index: int, frames: int, size: tuple[int, int], seed: in
     elif kind == "turning":  # the dance of the same index, with turns drawn from a stream of their own
         scene = _DancerScene(look, _rng(seed, "dancers", motion_index, _MOTION_STREAM), (height, width),
                              _Turns(motion_rng))
+    elif kind == "photo":  # the dance of the same index
+        scene = photo_scene(look, _rng(seed, "dancers", motion_index, _MOTION_STREAM), (height, width), seed, index)
     elif kind == "faces":
         scene = _PortraitScene(look, motion_rng, (height, width))
     else:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-KINDS = ("dancers", "street", "faces", "turning")  # appended: a kind's index seeds its streams
+KINDS = ("dancers", "street", "faces", "turning", "photo")  # appended: a kind's index seeds its streams
 
 FPS = 30.0  # frames per second the motions are designed for
 
@@ -199,13 +199,15 @@ def _lerp(colour, other, t):
 
 @dataclass(frozen=True)
 class Garment:
-    """Cloth: a colour, an accent colour and a pattern ("solid", "stripes", "pinstripes", "dots", "checks") with
-    its period in the wearer's units (stature for dancers, face units for portraits)."""
+    """Cloth: a colour, an accent colour and a pattern ("solid", "stripes", "pinstripes", "dots", "checks", or
+    "texture": a grey tile from a real photo, tiled, mixing colour (0) and accent (1)) with its period in the
+    wearer's units (stature for dancers, face units for portraits): the width of a stripe pair or of a tile."""
 
     colour: tuple[float, float, float]
     accent: tuple[float, float, float]
     pattern: str
     period: float
+    texture: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n, n) float in [0, 1]
 
 
 def _garment_paint(g: Garment, half_width: float, shade: float = 0.25) -> Callable:
@@ -224,12 +226,27 @@ def _garment_paint(g: Garment, half_width: float, shade: float = 0.25) -> Callab
         elif g.pattern == "checks":
             a, b = _bands(u, p, 0.5, fu), _bands(v, p, 0.5, fv)
             c = 0.5 * (a + b)
+        elif g.pattern == "texture":
+            c = _tile(g.texture, u / p, v / p)
         else:
             c = np.zeros_like(u)
         col = _lerp(g.colour, g.accent, c)
         return col * (1.0 - shade * np.clip(v / half_width, -1, 1) ** 2)[:, None]
 
     return paint
+
+
+def _tile(tile: np.ndarray, u, v) -> np.ndarray:
+    """A tiling grey picture sampled bilinearly at (u, v) in tiles (one tile per unit along each axis)."""
+    n = tile.shape[0]
+    x, y = np.asarray(u, np.float64) * n - 0.5, np.asarray(v, np.float64) * n - 0.5
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    i0, j0 = x0.astype(np.int64) % n, y0.astype(np.int64) % n
+    i1, j1 = (i0 + 1) % n, (j0 + 1) % n
+    top = tile[j0, i0] * (1 - fx) + tile[j0, i1] * fx
+    bottom = tile[j1, i0] * (1 - fx) + tile[j1, i1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def _shaded_paint(colour, half_width: float) -> Callable:

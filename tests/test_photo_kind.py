@@ -1,0 +1,143 @@
+"""The "photo" kind (dancers on real backdrops) and the framing of real photos as references: backdrops really
+cut from the bundled photos, per-seed determinism, cloth textures, people cut by the frame's edge, references cut
+in training, and labels drawn with the person's box at the output size."""
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from vid2vid.data import render, samples, synthetic
+from vid2vid.data.datasets import DataConfig, Frame, VideoClips, cut_frame, person_box_scale, random_reference_cut
+from vid2vid.data.synthetic import common, photo
+from vid2vid.data.writer import write_synthetic
+
+pytest.importorskip("skimage")
+SIZE = (64, 64)
+
+
+def looks(count=80):
+    return [(i, synthetic.identity("photo", i)) for i in range(count)]
+
+
+def test_backdrops_come_from_the_bundled_photos_and_videos_and_never_show_the_people():
+    pictures = samples.backdrops()
+    assert len(pictures) == len(samples.BACKDROP_PHOTOS) + len(samples.BACKDROP_VIDEOS) * samples.VIDEO_FRAMES
+    coffee = cv2.imread(str(samples.photo_path("coffee")))[:, :, ::-1]
+    assert np.array_equal(pictures[samples.BACKDROP_PHOTOS.index("coffee")], coffee)
+    assert not set(samples.PEOPLE) & set(samples.BACKDROP_PHOTOS) and "astronaut" not in samples.TEXTURE_PHOTOS
+    assert "carphone_pristine" not in samples.BACKDROP_VIDEOS  # a man talking
+
+
+def test_a_backdrop_is_the_photo_window_a_look_names_with_a_shadow_under_the_feet():
+    index, look = next((i, x) for i, x in looks() if x.backdrop is not None)
+    scene = photo.photo_scene(look, common._rng(0, "dancers", index, common._MOTION_STREAM), SIZE, 0, index)
+    window = photo.backdrop_window(samples.backdrops()[look.backdrop], look.window, SIZE).astype(np.float64)
+    far_from_feet = np.abs(np.arange(SIZE[0]) - look.ground * SIZE[0])[:, None] > 0.2 * SIZE[0]
+    np.testing.assert_allclose(scene.background[np.broadcast_to(far_from_feet, SIZE)],
+                               window[np.broadcast_to(far_from_feet, SIZE)], atol=1e-6)
+    under_feet = (round(min(look.ground, 0.99) * SIZE[0]), round(look.centre * (SIZE[1] - 1)))
+    assert scene.background[under_feet].sum() < window[under_feet].sum() * (1 - 0.5 * look.shadow)
+
+
+def test_backdrop_window_cuts_resizes_and_mirrors():
+    picture = np.arange(40 * 80 * 3, dtype=np.uint8).reshape(40, 80, 3)
+    whole = photo.backdrop_window(picture, (1.0, 0.0, 0.0, False), (20, 20))  # the left 40x40, halved
+    np.testing.assert_array_equal(whole, cv2.resize(picture[:, :40], (20, 20), interpolation=cv2.INTER_AREA))
+    right = photo.backdrop_window(picture, (0.5, 1.0, 1.0, True), (20, 20))  # the bottom-right 20x20, mirrored
+    np.testing.assert_array_equal(right, picture[20:, 60:][:, ::-1])
+
+
+def test_same_seed_same_frames_and_a_share_keeps_the_flat_room():
+    a = [f.image for f in synthetic.sequence("photo", 7, 3, SIZE)]
+    b = [f.image for f in synthetic.sequence("photo", 7, 3, SIZE)]
+    c = [f.image for f in synthetic.sequence("photo", 7, 3, SIZE, seed=1)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert np.abs(a[0].astype(int) - c[0]).mean() > 5
+    all_looks = looks()
+    plain = [x for _, x in all_looks if x.backdrop is None]
+    assert 0.1 < len(plain) / len(all_looks) < 0.4
+    i = next(i for i, x in all_looks if x.backdrop is None)  # a plain one is dancer i, pixel for pixel
+    dancer = [f.image for f in synthetic.sequence("dancers", i, 2, SIZE)]
+    assert all(np.array_equal(x.image, y) for x, y in zip(synthetic.sequence("photo", i, 2, SIZE), dancer,
+                                                            strict=True))
+
+
+def test_the_camera_varies_size_place_colour_and_grey():
+    all_looks = [x for _, x in looks(200) if x.backdrop is not None]
+    statures = [x.stature for x in all_looks]
+    assert min(statures) < 0.5 and max(statures) > 0.75
+    assert any(x.ground > 1.0 for x in all_looks)  # legs cut by the bottom edge
+    assert any(x.centre < 0.15 or x.centre > 0.85 for x in all_looks)  # cut by a side
+    assert any(x.grey for x in all_looks) and not all(x.grey for x in all_looks)
+    assert any(x.dancer.shirt.pattern == "texture" for x in all_looks)
+    i = next(i for i, x in looks() if x.grey and x.backdrop is not None)
+    image = next(iter(synthetic.sequence("photo", i, 1, SIZE))).image.astype(int)
+    assert np.abs(image - image.mean(axis=2, keepdims=True)).max() <= 1  # grey up to rounding
+
+
+def test_a_texture_tile_is_sampled_bilinearly_and_tiles():
+    tile = np.arange(16, dtype=np.float32).reshape(4, 4) / 15
+    centres = (np.arange(4) + 0.5) / 4
+    np.testing.assert_allclose(common._tile(tile, centres, np.full(4, centres[2])), tile[2], atol=1e-6)
+    np.testing.assert_allclose(common._tile(tile, centres + 3, np.full(4, centres[2] - 2)), tile[2], atol=1e-6)
+    between = common._tile(tile, np.array([(0.5 + 0.5) / 4]), np.array([0.5 / 4]))  # halfway from texel 0 to 1
+    np.testing.assert_allclose(between, [(tile[0, 0] + tile[0, 1]) / 2], atol=1e-6)
+    assert samples.texture("brick").shape == (24, 24) and 0 <= samples.texture("brick").min() < 0.1
+
+
+def test_points_outside_the_frame_are_undetected():
+    i, look = next((i, x) for i, x in looks(200) if x.backdrop is not None and x.ground > 1.05)
+    for frame in synthetic.sequence("photo", i, 2, SIZE):
+        body = np.array(frame.people[0]["pose_keypoints_2d"]).reshape(25, 3)
+        seen = body[:, 2] > 0
+        assert not seen[[11, 14, 19, 22]].any()  # ankles and toes below the frame
+        assert seen[[1, 8]].all()
+        assert (body[seen, :2] >= 0).all() and (body[seen, 0] <= SIZE[1] - 1).all()
+        assert (body[seen, 1] <= SIZE[0] - 1).all()
+
+
+def person_frame(height=512, width=512, top=50, bottom=450) -> Frame:
+    body = np.zeros((25, 3))
+    for k, y in ((0, top + 20), (1, top + 60), (8, (top + bottom) / 2), (11, bottom), (14, bottom), (17, top)):
+        body[k] = (width / 2, y, 1.0)
+    people = [render.Person(body, np.zeros((70, 3)), np.zeros((21, 3)), np.zeros((21, 3)))]
+    return Frame(np.zeros((height, width, 3), np.uint8), people, source_size=(height, width))
+
+
+def test_the_person_box_scale_brings_a_large_photo_to_the_output_size():
+    assert person_box_scale(person_frame(), 64) == pytest.approx(64 / 512)  # 1.5 x 400 px: the whole frame
+    assert person_box_scale(person_frame(1000, 1000, 100, 300), 64) == pytest.approx(64 / 500)  # half the frame
+    assert person_box_scale(person_frame(64, 64, 10, 52), 64) == 1.0  # never up
+    assert person_box_scale(Frame(np.zeros((300, 200, 3), np.uint8), []), 64) == pytest.approx(64 / 150)
+
+
+def test_a_cut_frame_keeps_the_top_rows_and_hides_the_points_below():
+    frame = person_frame()
+    cut = cut_frame(frame, 300)
+    assert cut.image.shape == (300, 512, 3)
+    body = cut.people[0].body
+    assert body[[0, 1, 8], 2].all() and not body[[11, 14], 2].any()
+    rows = set()
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        rows.add(random_reference_cut(frame, rng).image.shape[0])
+    mid_torso, ankles = (110 + 250) / 2, 450
+    assert min(rows) >= mid_torso and max(rows) <= ankles + 1 and len(rows) > 20
+
+
+def test_training_references_are_cut_at_the_configured_rate_and_the_clip_never(tmp_path):
+    write_synthetic("photo", tmp_path, sequences=3, frames=8, size=SIZE, progress=False)
+    cfg = DataConfig(task="pose", size=SIZE, clip_length=2, num_references=2, fit_person_box=True, teacher_flow=False)
+    whole = VideoClips(tmp_path, cfg)
+    cut = VideoClips(tmp_path, dataclasses.replace(cfg, reference_cut=1.0))
+    for i in range(4):
+        a, b = whole[i], cut[i]
+        assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["labels"], b["labels"])
+    # A reference cut between torso and ankles is framed larger: its drawn ankles are gone.
+    ankles_seen = [bool((cut[i]["ref_labels"][:, 3:] > -1).any()) for i in range(4)]
+    assert all(ankles_seen)  # the upper body is still drawn
+    assert any(not np.array_equal(whole[i]["ref_images"], cut[i]["ref_images"]) for i in range(4))
+    with pytest.raises(ValueError, match="reference_cut"):
+        DataConfig(task="pose", reference_cut=1.5)
