@@ -108,7 +108,7 @@ def person_frame(height=512, width=512, top=50, bottom=450) -> Frame:
 
 def test_the_person_box_scale_brings_a_large_photo_to_the_output_size():
     assert person_box_scale(person_frame(), 64) == pytest.approx(64 / 512)  # 1.5 x 400 px: the whole frame
-    assert person_box_scale(person_frame(1000, 1000, 100, 300), 64) == pytest.approx(64 / 500)  # half the frame
+    assert person_box_scale(person_frame(1000, 1000, 100, 300), 64) == pytest.approx(64 / 300)  # 1.5 x 200 px
     assert person_box_scale(person_frame(64, 64, 10, 52), 64) == 1.0  # never up
     assert person_box_scale(Frame(np.zeros((300, 200, 3), np.uint8), []), 64) == pytest.approx(64 / 150)
 

@@ -39,7 +39,7 @@ class ShippedModel:
     size: tuple[int, int]
 
 
-MODELS = {"dancers_cpu": ShippedModel("pretrained_dancers_cpu", "photo", sequences=400, frames=16, size=(64, 64))}
+MODELS = {"dancers_cpu": ShippedModel("pretrained_dancers_cpu", "dancers", sequences=400, frames=16, size=(64, 64))}
 DEFAULT = "dancers_cpu"
 
 

@@ -193,8 +193,8 @@ def random_reference_cut(frame: Frame, rng: np.random.Generator) -> Frame:
 
 def person_box_scale(frame: Frame, output_height: int) -> float:
     """The scale (at most 1) that makes the person crop box of this frame output_height pixels high: the box is
-    1.5 times the person's extent, at least half the frame and at most all of it (render.person_crop_box),
-    estimated here from the largest person's keypoints."""
+    1.5 times the person's extent and at most the frame (render.person_crop_box with fit_person_box), estimated
+    here from the largest person's keypoints."""
     h = frame.image.shape[0]
     person = render.largest_person(frame.people or [])
     extent = 0.0
@@ -202,7 +202,7 @@ def person_box_scale(frame: Frame, output_height: int) -> float:
         points = np.concatenate([person.body, person.face, person.hand_left, person.hand_right])
         ys = points[points[:, 2] > 0, 1]
         extent = float(ys.max() - ys.min()) if ys.size else 0.0
-    box = min(h, max(h / 2, 1.5 * extent))
+    box = min(h, 1.5 * extent) if extent > 0 else h / 2
     return min(1.0, output_height / box)
 
 
@@ -480,7 +480,8 @@ class VideoClips(Dataset):
                                    for x in labels])
             if has_densepose:
                 foreground = foreground.any(axis=3)
-            return render.person_crop_box(foreground, cfg.size[1] / cfg.size[0], scale, offset)
+            return render.person_crop_box(foreground, cfg.size[1] / cfg.size[0], scale, offset,
+                                          min_frame_share=0.0 if cfg.fit_person_box else 0.5)
         if cfg.crop == "face":
             offset = render.random_face_crop_jitter(rng, face_scale)[0] if rng is not None else (0.0, 0.0)
             return render.face_crop_box(frames[0].landmarks, (h, w), offset, face_scale)

@@ -720,14 +720,16 @@ class CropBox(NamedTuple):
 
 
 def person_crop_box(foreground: np.ndarray, aspect: float, scale: float = 1.5,
-                    offset: tuple[float, float] = (0.0, 0.0)) -> CropBox:
+                    offset: tuple[float, float] = (0.0, 0.0), min_frame_share: float = 0.5) -> CropBox:
     """The box imaginaire's few-shot pose data crops around the person (crop_person_from_data).
 
     foreground: (H, W) or (T, H, W) bool, the pixels where any of the label's first three channels is non-zero
     (the DensePose channels, or the OpenPose colours when there is no DensePose), over all frames cropped with
     this box. aspect: output width / height. The box is scale times the foreground's height (at least half the
     frame's height, at most all of it; at least scale times its width), centred on it, shifted by offset (x, y)
-    in units of the box's half-size and kept inside the frame. Without foreground: a centred full-height box.
+    in units of the box's half-size and kept inside the frame (min_frame_share: imaginaire's half of the frame;
+    0 for photos of any aspect, where a tall photo would make the person small). Without foreground: a centred
+    full-height box.
     Training jitter: see random_person_crop_jitter.
     """
     foreground = np.asarray(foreground, bool)
@@ -739,7 +741,7 @@ def person_crop_box(foreground: np.ndarray, aspect: float, scale: float = 1.5,
         return CropBox(0, width // 2 - half_w, height, 2 * half_w)
     y_min, y_max, x_min, x_max = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
     y_center, x_center = (y_min + y_max) // 2, (x_min + x_max) // 2
-    half_h = int(min(height, max(height // 2, (y_max - y_min) * scale))) // 2
+    half_h = int(min(height, max(int(height * min_frame_share), (y_max - y_min) * scale))) // 2
     half_h = max(half_h, int((x_max - x_min) * scale / aspect) // 2)
     half_w = int(half_h * aspect)
     x_center += int(offset[0] * half_w)
