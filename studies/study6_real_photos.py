@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from common import HELD_OUT_INDEX, RESULTS, synth, threads
 
 from vid2vid.data import samples
@@ -41,7 +42,7 @@ MOTION = HELD_OUT_INDEX + 1
 
 
 def driving_items(checkpoint: str, root: Path) -> list[dict]:
-    model = load_for_inference(checkpoint, __import__("torch").device("cpu"))
+    model = load_for_inference(checkpoint, torch.device("cpu"))
     cfg = data_config_for(checkpoint, model, None)
     return list(VideoClips(root, cfg).stream(scan(root, cfg.task)[0]))
 

@@ -9,6 +9,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from tests.test_keypoints import needs_mediapipe
 from vid2vid.cli import main
@@ -49,7 +50,7 @@ def reference_person(photo: np.ndarray, tmp_path):
     path = tmp_path / "photo.png"
     write_image(path, photo)
     checkpoint = shipped_model()
-    cfg = data_config_for(checkpoint, load_for_inference(checkpoint, __import__("torch").device("cpu")), None)
+    cfg = data_config_for(checkpoint, load_for_inference(checkpoint, torch.device("cpu")), None)
     cfg = dataclasses.replace(cfg, fit_person_box=True)  # as a model trained with it (the photo recipe) frames it
     work = tmp_path / "work"
     work.mkdir()

@@ -104,7 +104,8 @@ def _reference_locations(paths: list[Path], task: str, workdir: Path) -> list[tu
             shutil.copy(path, copies[-1] / f"00000{path.suffix.lower()}")
         root = workdir / "references"
         try:
-            # Several people: all are found (OpenCV's people detector, then the pose on each), the largest drawn.
+            # Several people: all are found (OpenCV's people detector and MediaPipe's faces propose boxes, then the
+            # pose on each), the largest drawn.
             reports = prepare(copies, root, task, flow=False, progress=False, multi_person=task == "pose")
         except DataError as exc:
             message = str(exc)

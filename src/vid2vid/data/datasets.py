@@ -367,7 +367,7 @@ class VideoClips(Dataset):
             if augment is not None and cfg.reference_cut > 0 and cfg.task == "pose":
                 ref_frames = [random_reference_cut(f, augment) if augment.random() < cfg.reference_cut else f
                               for f in ref_frames]
-            ref_frames = [self.fit([f])[0] for f in ref_frames]
+            ref_frames = [resize_frame(f, self.fit_scale(f)) for f in ref_frames]
             ref_labels = [self.render(f, augment, dropped) for f in ref_frames]
             sample["ref_labels"], sample["ref_images"] = self.crop_references(ref_frames, ref_labels, augment,
                                                                                face_scale)
@@ -378,7 +378,8 @@ class VideoClips(Dataset):
 
     def references(self, sequence: Sequence, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference labels (K, C, H, W) and images (K, 3, H, W) of given frames, without augmentation."""
-        frames = [self.fit([self.working_frame(sequence, i, False)])[0] for i in indices]
+        frames = [self.working_frame(sequence, i, False) for i in indices]
+        frames = [resize_frame(f, self.fit_scale(f)) for f in frames]
         return self.crop_references(frames, [self.render(f, None, ()) for f in frames], None, (1.0, 1.0))
 
     def crop_references(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
@@ -402,9 +403,8 @@ class VideoClips(Dataset):
         box = scale = None
         for index in range(len(sequence) if max_frames is None else min(max_frames, len(sequence))):
             frame = self.working_frame(sequence, index, False)
-            if self.cfg.fit_person_box and self.cfg.task == "pose":
-                scale = person_box_scale(frame, self.cfg.size[0]) if scale is None else scale
-                frame = resize_frame(frame, scale)
+            scale = self.fit_scale(frame) if scale is None else scale
+            frame = resize_frame(frame, scale)
             label = self.render(frame, None, ())
             if box is None:
                 box = self.crop_box([frame], [label], None, (1.0, 1.0))
@@ -430,12 +430,15 @@ class VideoClips(Dataset):
         side = self.cfg.resize_smallest_side
         return 1.0 if side is None else side / min(source_size)
 
+    def fit_scale(self, frame: Frame) -> float:
+        """fit_person_box: the scale that brings this frame's person box to the output size (1 when off)."""
+        if not (self.cfg.fit_person_box and self.cfg.task == "pose"):
+            return 1.0
+        return person_box_scale(frame, self.cfg.size[0])
+
     def fit(self, frames: list[Frame]) -> list[Frame]:
-        """fit_person_box: the frames (one crop box) scaled down alike, so that the first one's person box is the
-        output size."""
-        if not (self.cfg.fit_person_box and self.cfg.task == "pose") or not frames:
-            return frames
-        scale = person_box_scale(frames[0], self.cfg.size[0])
+        """Frames cropped with one box, scaled alike by the first one's fit_scale."""
+        scale = self.fit_scale(frames[0]) if frames else 1.0
         return [resize_frame(f, scale) for f in frames]
 
     def working_frame(self, sequence: Sequence, index: int, flip: bool) -> Frame:
