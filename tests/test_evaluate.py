@@ -168,3 +168,15 @@ def test_evaluate_rejects_random_feature_networks_and_bad_input(trained, tmp_pat
     assert "fid" not in report["results"]["K=1"]
     assert any("FID left out" in n for n in report["notes"])
     assert any("evaluated sequence itself" in n for n in report["notes"])
+
+
+def test_person_colour_histograms_bin_rgb_in_fours_and_intersect():
+    from vid2vid.evaluate import PersonColours
+
+    red = np.tile(np.array([[250, 10, 10]], np.uint8), (10, 1))
+    half = np.concatenate([red[:5], np.tile(np.array([[10, 10, 250]], np.uint8), (5, 1))])
+    h_red, h_half = PersonColours.histogram(red), PersonColours.histogram(half)
+    assert h_red.shape == (64,) and h_red.sum() == pytest.approx(1.0)
+    assert h_red[(3 * 4 + 0) * 4 + 0] == 1.0  # 250 // 64 = 3 in R, 0 in G and B
+    assert np.minimum(h_red, h_half).sum() == pytest.approx(0.5)  # half the pixels share the bin
+    assert np.minimum(h_red, h_red).sum() == pytest.approx(1.0)
