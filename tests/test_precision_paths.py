@@ -36,20 +36,26 @@ def batch_of(cfg, samples=2):
     return {k: torch.stack([item[k] for item in items]) for k in items[0] if torch.is_tensor(items[0][k])}
 
 
-def test_bf16_training_iteration_is_close_to_fp32_and_warps_exactly(dancers, monkeypatch):
-    """One iteration from the same weights in fp32 and under bf16 autocast: every term (mean over the clip's
-    frames) within 10 % or 0.12 absolute (frames after the first are judged by Ds already updated in their own
-    precision; with flow and mask heads that start at zero the face D's GAN term came 0.105 apart), and the
-    warped reference and previous frame equal an fp32 warp of their sources by the
-    predicted (fp32) flows."""
-    import vid2vid.train as training
-
-    cfg = tiny_train_config(dancers)
-    batch = batch_of(cfg)
-    torch.manual_seed(0)
+def _one_clip_in_both_precisions(cfg, batch, seed=0):
+    torch.manual_seed(seed)
     nets32 = build_nets(cfg, torch.device("cpu"), None)
     nets16 = copy.deepcopy(nets32)
     nets16.amp_dtype = torch.bfloat16
+    return nets32, nets16
+
+
+def test_bf16_training_iteration_is_close_to_fp32_and_warps_exactly(dancers, monkeypatch):
+    """One iteration from the same weights in fp32 and under bf16 autocast, learning rates 0 so that every frame
+    is judged by the same Ds in both: every term (mean over the clip's frames) within 2 % or 0.01 absolute
+    (measured: 0.0035 at most, on G/fm_temporal0). With the recipe's rates the Ds drift apart within the clip in
+    their own precision (the temporal D's GAN term came 0.12 and 0.28), so there only the direction of the
+    update is compared. The warped reference and previous frame equal an fp32 warp of their sources by the
+    predicted (fp32) flows."""
+    import vid2vid.train as training
+
+    cfg = tiny_train_config(dancers, optim={"lr_G": 0.0, "lr_D": 0.0})
+    batch = batch_of(cfg)
+    nets32, nets16 = _one_clip_in_both_precisions(cfg, batch)
     outs = []
     real_step = training.step
 
@@ -63,15 +69,39 @@ def test_bf16_training_iteration_is_close_to_fp32_and_warps_exactly(dancers, mon
     outs.clear()
     terms16 = train_clip(nets16, batch, cfg).means()
     assert terms32.keys() == terms16.keys()
+    assert "G/gan_temporal0" in terms32
+    assert any(terms16[name] != terms32[name] for name in terms32), "bf16 autocast did not run"
     for name in terms32:
-        assert abs(terms16[name] - terms32[name]) <= max(0.1 * abs(terms32[name]), 0.12), (name, terms16[name],
-                                                                                           terms32[name])
+        assert abs(terms16[name] - terms32[name]) <= max(0.02 * abs(terms32[name]), 0.01), (name, terms16[name],
+                                                                                            terms32[name])
     for t, out in enumerate(outs):
         assert out.fake_flow_maps[0].dtype == torch.float32
         assert torch.equal(out.warped_images[0], warp(batch["ref_images"][:, 0], out.fake_flow_maps[0]))
         if t > 0:
             previous = outs[t - 1].fake_images.detach()
             assert torch.equal(out.warped_images[1], warp(previous, out.fake_flow_maps[1]).to(previous.dtype))
+
+
+def test_bf16_training_updates_point_as_fp32_updates(dancers):
+    """With the recipe's learning rates, one clip's change to G's and D's weights under bf16 autocast points the
+    way fp32's does (cosine above 0.4; measured 0.62-0.77 over three seeds: Adam's first steps are nearly the
+    sign of the gradient, so rounding flips the small ones) and is as large (norms within 10 %)."""
+    cfg = tiny_train_config(dancers)
+    batch = batch_of(cfg)
+    nets32, nets16 = _one_clip_in_both_precisions(cfg, batch)
+    before = {"G": copy.deepcopy(nets32.G.state_dict()), "D": copy.deepcopy(nets32.D.state_dict())}
+    train_clip(nets32, batch, cfg)
+    train_clip(nets16, batch, cfg)
+
+    def change(net, start):
+        return torch.cat([(value - start[name]).flatten() for name, value in net.named_parameters()])
+
+    for name in ("G", "D"):
+        d32 = change(getattr(nets32, name), before[name])
+        d16 = change(getattr(nets16, name), before[name])
+        assert torch.isfinite(d16).all()
+        assert torch.nn.functional.cosine_similarity(d32, d16, dim=0) > 0.4, name
+        assert abs(d16.norm() / d32.norm() - 1) < 0.1, name
 
 
 def test_bf16_generation_is_close_to_fp32(dancers):
