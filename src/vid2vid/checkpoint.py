@@ -85,7 +85,7 @@ def read_model_info(path: str | Path) -> dict:
         return json.loads(meta.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{meta}: missing (a checkpoint folder holds model.json and model.safetensors)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{meta}: not a vid2vid model description ({exc})") from None
 
 
@@ -101,7 +101,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> torc
         info = json.loads(meta.read_text())
         config_cls, model_cls = MODELS[info["model"]]
         cfg = config_cls.from_dict(info["config"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{meta}: not a vid2vid model description ({exc})") from None
     model = model_cls(cfg)
     try:

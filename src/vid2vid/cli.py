@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 import warnings
 from pathlib import Path
 
 from vid2vid.data.detector import MODELS_ENV, OPENCV_FIX, MissingExtra
-from vid2vid.errors import one_line
+from vid2vid.errors import one_line, shown
 
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler's stop): unwound as Ctrl-C is, so that nothing partial is left."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,39 +33,64 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def whole_number_at_least(minimum: int):
-    """An argparse type: a whole number, at least minimum."""
+# Every number a user types is bounded before use: past these, a value is a typo, not a wish (a billion frames,
+# a learning rate of 1e30), and would fail deep inside instead of here.
+MOST = 10**9
+
+
+def whole_number(minimum: int, maximum: int = MOST):
+    """An argparse type: a whole number from minimum to maximum."""
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = int(text) if len(text) <= 30 else None
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {shown(text)}")
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:,}, got {shown(text)}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {shown(text)}")
         return value
     return parse
 
 
-positive_int = whole_number_at_least(1)
-non_negative_int = whole_number_at_least(0)
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
+finetune_count = whole_number(0, 100_000)  # imaginaire's inference tunes 100 steps
+seed_int = whole_number(0, 2**32 - 1)  # what numpy's and torch's generators both take
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+def number_in(low: float, high: float):
+    """An argparse type: a number above low, at most high."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text) if len(text) <= 30 else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected a number, got {shown(text)}")
+        if not value > low:  # also NaN
+            above = "a positive number" if low == 0 else f"above {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {above}, got {shown(text)}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {shown(text)}")
+        return value
+    return parse
+
+
+positive_float = number_in(0, 1e9)
+learning_rate = number_in(0, 1.0)
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from vid2vid.checkpoint import save_generator
     from vid2vid.compat.imaginaire import load_discriminators, load_generator, read_checkpoint
+    from vid2vid.files import refuse_overlap
     from vid2vid.finetune import save_discriminators
 
     out = Path(args.output)
+    refuse_overlap([("output folder", out)], [("checkpoint", args.checkpoint), ("config", args.config)])
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
     raw = read_checkpoint(args.checkpoint)  # read once: a training checkpoint can be gigabytes
@@ -77,13 +111,15 @@ def cmd_convert(args: argparse.Namespace) -> None:
 def parse_size(text: str) -> tuple[int, int]:
     """'256x128' (height x width) or '256' (square) -> (height, width)."""
     try:
-        parts = [int(v) for v in text.lower().split("x")]
+        parts = [int(v) for v in text.lower().split("x")] if len(text) <= 30 else []
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW or N, got {text!r}") from None
+        parts = []
+    if not parts:
+        raise argparse.ArgumentTypeError(f"size must be HxW or N, got {shown(text)}")
     if len(parts) == 1:
         parts *= 2
     if len(parts) != 2 or min(parts) < 8 or max(parts) > 8192:
-        raise argparse.ArgumentTypeError(f"size must be HxW with sides from 8 to 8192, got {text!r}")
+        raise argparse.ArgumentTypeError(f"size must be HxW with sides from 8 to 8192, got {shown(text)}")
     return parts[0], parts[1]
 
 
@@ -265,24 +301,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames-dir", help="also write each frame as PNG into this folder")
     gen.add_argument("--side-by-side", action="store_true", help="driving labels | result | reference in the video")
     gen.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
-    gen.add_argument("--fps", type=positive_float, help="frames per second of the video (default: the source's, or 25)")
+    gen.add_argument("--fps", type=number_in(0, 1000),
+                     help="frames per second of the video (default: the source's, or 25)")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
     gen.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                      help="auto: bf16 autocast on CUDA for few-shot models, else fp32; bf16 on a CPU with bf16 "
                           "instructions is about 2x faster, a little less exact")
     gen.add_argument("--compile", action="store_true",
                      help="torch.compile the frame step: minutes to build, then faster (for long videos)")
-    gen.add_argument("--finetune", type=non_negative_int, default=0, metavar="N",
+    gen.add_argument("--finetune", type=finetune_count, default=0, metavar="N",
                      help="few-shot: first fine-tune a copy of the model on the references for N steps "
                           "(imaginaire's dancing inference takes 100); 0: off")
-    gen.add_argument("--finetune-lr", type=positive_float, metavar="LR",
+    gen.add_argument("--finetune-lr", type=learning_rate, metavar="LR",
                      help="generator learning rate for --finetune (default 1e-5; imaginaire tunes at 1e-4)")
     gen.add_argument("--finetune-adversarial", action="store_true",
                      help="fine-tune with the checkpoint's discriminators, as imaginaire (default: L1 in their place)")
     gen.add_argument("--finetune-augment", choices=["roll", "photo"], default="roll",
                      help="--finetune's augmentation of its targets: roll (imaginaire's shift and flip) or photo "
                           "(also a zoom, and one colour change of target and references alike)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
+    gen.add_argument("--seed", type=seed_int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+; "
@@ -303,13 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inception", help="FID: pytorch-fid's Inception weights (pt_inception-2015-12-05-*.pth)")
     ev.add_argument("--i3d", help="FVD: a TorchScript I3D (i3d_torchscript.pt of the common FVD tools)")
     ev.add_argument("--no-pose-error", action="store_true", help="skip keypoint detection on the results")
-    ev.add_argument("--finetune", type=non_negative_int, nargs="+", metavar="N",
+    ev.add_argument("--finetune", type=finetune_count, nargs="+", metavar="N",
                     help="few-shot: fine-tune on each sequence's references for N steps first; several values "
                          "(0 100) score each in one report")
-    ev.add_argument("--finetune-lr", type=positive_float, metavar="LR", help="generator learning rate of --finetune")
+    ev.add_argument("--finetune-lr", type=learning_rate, metavar="LR", help="generator learning rate of --finetune")
     ev.add_argument("--finetune-adversarial", action="store_true",
                     help="fine-tune with the checkpoint's discriminators, as imaginaire (default: L1 in their place)")
-    ev.add_argument("--seed", type=int, default=0, help="random seed of --finetune")
+    ev.add_argument("--seed", type=seed_int, default=0, help="random seed of --finetune")
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -329,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     web = sub.add_parser("serve", help="a local web page: pick references and a driving video, watch the result")
     web.add_argument("--checkpoint", help="a checkpoint folder (default: the shipped dancer model, dancers_cpu)")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    web.add_argument("--port", type=positive_int, default=8000, help="port to listen on")
+    web.add_argument("--port", type=whole_number(1, 65535), default=8000, help="port to listen on")
     web.add_argument("--max-upload-mb", type=positive_float, default=200, help="largest upload, all files together")
     web.add_argument("--max-frames", type=positive_int, default=300, help="most frames rendered per job")
     web.add_argument("--max-resolution", type=positive_int, default=1024, help="longest side of an output video")
@@ -362,10 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sequences", type=positive_int, default=8, help="number of sequences (each its own identity)")
     synth.add_argument("--frames", type=positive_int, default=32, help="frames per sequence")
     synth.add_argument("--size", type=parse_size, default=(256, 256), help="HxW (default 256x256)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--first-index", type=int, default=0,
+    synth.add_argument("--seed", type=seed_int, default=0)
+    synth.add_argument("--first-index", type=whole_number(0, 10**6), default=0,
                        help="index of the first sequence: use different ranges for training and held-out data")
-    synth.add_argument("--motion-offset", type=int, default=0,
+    synth.add_argument("--motion-offset", type=whole_number(-10**6, 10**6), default=0,
                        help="sequence i shows identity i doing the motion of sequence i + N (held-out pairs)")
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -383,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a bad argument (already reported in one line)
         return exc.code if isinstance(exc.code, int) else 2
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _run(args: argparse.Namespace) -> int:
     if getattr(args, "detector_models", None):
         os.environ[MODELS_ENV] = args.detector_models  # read wherever a detector starts, in this process
     try:
@@ -397,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -27,7 +27,7 @@ def read_yaml_mapping(path: Path) -> dict:
         values = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: not a mapping of settings")

@@ -29,7 +29,7 @@ from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import Sequence, scan
 from vid2vid.data.video import write_image
 from vid2vid.device import pick_device, pick_precision
-from vid2vid.files import atomic_write_bytes, check_output_folder, replace_folder
+from vid2vid.files import atomic_write_bytes, check_output_folder, refuse_overlap, replace_folder
 from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, load_for_inference, to_uint8
 from vid2vid.step import References, is_few_shot
 
@@ -383,6 +383,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
     (finetune_steps, e.g. [0, 100]: with and without, one report; a model is tuned per sequence on its
     references)."""
     out, data = Path(out), Path(data)
+    refuse_overlap([("report folder", out)], [("data", data), ("references", references), ("checkpoint", checkpoint),
+                                              ("Inception weights", inception), ("I3D", i3d)])
     check_output_folder(out, overwrite, "report")
     reference_root = Path(references) if references is not None else None
     torch_device = pick_device(device)

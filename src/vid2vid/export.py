@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vid2vid.checkpoint import model_kind
-from vid2vid.files import check_output_folder, replace_folder
+from vid2vid.files import check_output_folder, refuse_overlap, replace_folder
 from vid2vid.generate import data_config_for, load_for_inference
 from vid2vid.step import is_few_shot, size_multiple
 
@@ -60,6 +60,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, size: tuple[int, int] |
                 overwrite: bool = False) -> dict:
     """Write out/step_prev{N}.onnx for every history length and out/export.json; returns the description."""
     out = Path(out)
+    refuse_overlap([("export folder", out)], [("checkpoint", checkpoint)])
     check_output_folder(out, overwrite, "export")
     try:
         import onnxscript  # noqa: F401 - torch's ONNX exporter needs it

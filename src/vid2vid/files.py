@@ -55,3 +55,27 @@ def replace_folder(tmp: Path, out: Path) -> None:
     out.rename(old)
     tmp.rename(out)
     shutil.rmtree(old)
+
+
+def refuse_overlap(outputs: list[tuple[str, str | Path | None]], inputs: list[tuple[str, str | Path | None]]) -> None:
+    """Refuse an output that is an input, lies inside one or holds one, with or without --overwrite: writing,
+    replacing or clearing it would destroy the input. outputs and inputs are (what, path) pairs; a None path is
+    skipped. Paths are compared resolved, so a symlink or `..` does not hide an overlap."""
+    for out_what, out in outputs:
+        if out is None:
+            continue
+        out_real = Path(os.path.realpath(out))
+        for in_what, source in inputs:
+            if source is None:
+                continue
+            source_real = Path(os.path.realpath(source))
+            if out_real == source_real:
+                where = f"is the {in_what}"
+            elif source_real in out_real.parents:
+                where = f"lies inside the {in_what} {source}"
+            elif out_real in source_real.parents:
+                where = f"holds the {in_what} {source}"
+            else:
+                continue
+            raise ValueError(f"{out}: the {out_what} {where}; an input is never written over (choose another "
+                             "place for the output)")

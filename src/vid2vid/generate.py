@@ -27,6 +27,7 @@ from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import MODALITIES, scan
 from vid2vid.data.video import VideoWriter, is_video, video_info, write_image
 from vid2vid.device import pick_device, pick_precision
+from vid2vid.files import refuse_overlap
 from vid2vid.nn.blocks import fold_spectral_norm
 from vid2vid.pictures import label_picture
 from vid2vid.step import References, is_few_shot, new_history, size_multiple, step
@@ -209,6 +210,9 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     frames_dir = Path(frames_dir) if frames_dir else None
     if frames_dir is not None and frames_dir.exists() and any(frames_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{frames_dir}: holds files (use --overwrite to replace them)")
+    refuse_overlap([("output video", output), ("frames folder", frames_dir), ("labels video", labels_output)],
+                   [("driving input", driving), ("checkpoint", checkpoint)]
+                   + [("reference", r) for r in references])
     torch_device = pick_device(device)
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")

@@ -4,7 +4,8 @@ The page (vid2vid/web/) talks to a small JSON API:
 
     GET  /api/info              the model, its sizes, the limits, the built-in identities and motions
     POST /api/jobs              a multipart form (see `read_job_form`); answers 202 with the job's id
-    GET  /api/jobs/ID           state (queued, running, done, failed), queue position, frames done, frames/s
+    GET  /api/jobs/ID           state (queued, running, done, failed, cancelled), queue position, frames done
+    POST /api/jobs/ID/cancel    drop a queued job, or stop a running one at its next frame or fine-tuning step
     GET  /api/jobs/ID/FILE      result.mp4, labels.mp4 (the driving labels), reference_N.png
     GET  /api/builtin/N.png     a picture of built-in identity N
 
@@ -40,10 +41,10 @@ from vid2vid.checkpoint import model_folder, read_model_info
 from vid2vid.data import DataError
 from vid2vid.data.detector import MissingExtra
 from vid2vid.data.layout import MODALITIES, TASKS
-from vid2vid.data.video import VIDEO_EXTENSIONS, read_image, video_info, write_image
+from vid2vid.data.video import VIDEO_EXTENSIONS, PixelLimit, pixel_limit, read_image, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.device import pick_device
-from vid2vid.errors import one_line
+from vid2vid.errors import one_line, shown
 from vid2vid.generate import data_config_for, generate, load_for_inference
 from vid2vid.step import is_few_shot, size_multiple, unwrap
 
@@ -83,6 +84,10 @@ class ServerStopping(Exception):
     pass
 
 
+class JobCancelled(Exception):
+    pass
+
+
 @dataclass
 class Job:
     id: str
@@ -97,7 +102,8 @@ class Job:
     finetune: int = 0  # steps of fine-tuning on the references before rendering
     phase: str = "render"  # while running: "finetune", then "render"
     names: dict[str, str] = field(default_factory=dict)  # paths in messages -> what the user calls them
-    state: str = "queued"
+    state: str = "queued"  # then running, and done, failed or cancelled
+    cancel: bool = False  # asked to stop: a running job stops at its next frame or fine-tuning step
     done: int = 0
     total: int = 0
     started: float = 0.0
@@ -111,7 +117,8 @@ class Job:
     def status(self, position: int | None) -> dict:
         status = {"id": self.id, "state": self.state, "phase": self.phase, "done": self.done, "total": self.total,
                   "fps": self.done / self.seconds if self.seconds > 0 else 0.0, "message": self.message,
-                  "size": list(self.size), "finetune": self.finetune}
+                  "size": list(self.size), "finetune": self.finetune,
+                  "cancelling": self.cancel and self.state == "running"}
         if position is not None:
             status["ahead"] = position
         if self.state == "done":
@@ -196,6 +203,18 @@ class Worker:
                 return None
             return self.order.index(job.id) + any(j.state == "running" for j in self.jobs.values())
 
+    def cancel(self, job: Job) -> bool:
+        """Drop a queued job, or ask a running one to stop at its next frame; False when it had ended."""
+        with self.lock:
+            if job.state not in ("queued", "running"):
+                return False
+            job.cancel = True
+            if job.state == "queued":  # the worker skips it when it comes out of the queue
+                self.order.remove(job.id)
+                shutil.rmtree(job.uploads, ignore_errors=True)
+                job.message, job.state = "cancelled", "cancelled"
+        return True
+
     def stop(self) -> None:
         """End the running job at its next frame, drop the queued ones, and wait for the worker."""
         self.stopping.set()
@@ -205,6 +224,8 @@ class Worker:
     def _run(self) -> None:
         while (job := self.waiting.get()) is not None:
             with self.lock:
+                if job.state == "cancelled":
+                    continue
                 self.order.remove(job.id)
                 job.state = "running"
             if self.stopping.is_set():
@@ -216,6 +237,8 @@ class Worker:
             try:
                 self._render(job)
                 state = "done"
+            except JobCancelled:
+                state, message = "cancelled", "cancelled"
             except (DataError, ValueError, OSError, MissingExtra, av.error.FFmpegError, ServerStopping) as exc:
                 message = job.readable(one_line(exc))
             except Exception:  # a bug of ours: the page gets one line, the server log the traceback
@@ -228,6 +251,14 @@ class Worker:
                 self._forget_old()
 
     def _render(self, job: Job) -> None:
+        # Every image and video frame the job reads, uploaded or unpacked, is checked against the input limit
+        # from its header before it is decoded (vid2vid.data.video's gate), so a job's memory is bounded.
+        side = self.limits.max_input_resolution
+        with pixel_limit(PixelLimit(side=side, pixels=side * side, file_mb=self.limits.max_upload_mb,
+                                    reader="this server")):
+            self._render_within_limits(job)
+
+    def _render_within_limits(self, job: Job) -> None:
         # Built-in data is synthesized here rather than in the request: it can take seconds at large sizes.
         if job.identity is not None:
             job.references = self.builtin.references(*job.identity, job.size)
@@ -238,11 +269,6 @@ class Worker:
         if job.driving.is_dir():
             check_label_type(job.driving, self.data.task)
         references = job.references
-        firsts = [] if job.driving.is_file() else [
-            min(folder.iterdir()) for folder in (job.driving / MODALITIES["images"].folder).iterdir()
-            if folder.is_dir() and any(folder.iterdir())]
-        for path in references + ([job.driving] if job.driving.is_file() else firsts):
-            check_input_resolution(path, self.limits.max_input_resolution)
         for i, path in enumerate(references):
             write_image(job.folder / f"reference_{i}.png", read_image(path))
 
@@ -254,6 +280,8 @@ class Worker:
                 job.seconds = time.perf_counter() - job.started
                 if self.stopping.is_set():
                     raise ServerStopping("the server stopped")
+                if job.cancel:
+                    raise JobCancelled()
             return report
 
         if job.finetune:
@@ -265,7 +293,7 @@ class Worker:
 
     def _forget_old(self) -> None:
         with self.lock:
-            ended = [j for j in self.jobs.values() if j.state in ("done", "failed")]
+            ended = [j for j in self.jobs.values() if j.state in ("done", "failed", "cancelled")]
             for job in ended[:-KEPT_RESULTS]:
                 shutil.rmtree(job.folder, ignore_errors=True)
                 del self.jobs[job.id]
@@ -326,33 +354,18 @@ def check_label_type(root: Path, task: str) -> None:
                     f"({', '.join(f'{m.folder}/' for m in required)})")
 
 
-def check_input_resolution(path: Path, limit: int) -> None:
-    """Refuse an image or video larger than limit pixels a side, from its header (before decoding it)."""
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (UnidentifiedImageError, OSError):
-            raise DataError(f"{path}: not a readable image") from None
-    elif path.suffix.lower() in VIDEO_EXTENSIONS:
-        header = video_info(path)
-        height, width = header.height, header.width
-    else:
-        return
-    if max(height, width) > limit:
-        raise DataError(f"{path}: {width}x{height} is larger than this server takes ({limit} pixels a side at most)")
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Reading the form
 
 
 def safe_name(name: str, fallback: str) -> str:
-    """A file name from a browser, made safe to put in a folder: its last part, odd characters replaced."""
+    """A file name from a browser, made safe to put in a folder: its last part, odd characters replaced, a long
+    one cut in its stem so that it keeps its extension."""
     name = re.sub(r"[^A-Za-z0-9._ -]", "_", Path(name.replace("\\", "/")).name).strip(" .")
-    return name[:120] or fallback
+    stem, suffix = Path(name).stem, Path(name).suffix
+    if len(suffix) > 12:  # not an extension: part of the name
+        stem, suffix = name, ""
+    return (stem[:120 - len(suffix)] + suffix if len(name) > 120 else name) or fallback
 
 
 def save_upload(upload, folder: Path, fallback: str, taken: set[str]) -> Path:
@@ -403,17 +416,16 @@ def find_dataset_root(folder: Path, what: str) -> Path:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text or "")
+    match = re.fullmatch(r"\s*(\d{1,5})\s*x\s*(\d{1,5})\s*", text or "")
     if not match:
-        raise BadRequest(f"size must be HxW, got {text!r}")
+        raise BadRequest(f"size must be HxW, got {shown(text)}")
     return int(match[1]), int(match[2])
 
 
 def parse_count(text: str, what: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{what} must be a whole number, got {text!r}") from None
+    if not isinstance(text, str) or not re.fullmatch(r"\s*[+-]?\d{1,18}\s*", text):
+        raise BadRequest(f"{what} must be a whole number from {low} to {high}, got {shown(text)}")
+    value = int(text)
     if not low <= value <= high:
         raise BadRequest(f"{what} must be between {low} and {high}, got {value}")
     return value
@@ -584,10 +596,9 @@ def make_app(worker: Worker, allowed_hosts: list[str] | None = None):
         length = request.headers.get("content-length", "0")
         if length.isdigit() and int(length) > max_bytes:
             return too_large()
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            # Another site's page posting here through the user's browser.
-            return JSONResponse({"error": f"jobs are only taken from this page, not from {origin}"}, status_code=403)
+        if not same_origin(request):
+            return JSONResponse({"error": f"jobs are only taken from this page, not from "
+                                          f"{shown(request.headers.get('origin'))}"}, status_code=403)
         try:
             worker.check_room()  # before taking the upload in
             async with request.form(max_files=4096, max_fields=64) as form:
@@ -618,9 +629,25 @@ def make_app(worker: Worker, allowed_hosts: list[str] | None = None):
     async def job_file(request):
         job = worker.jobs.get(request.path_params["job"])
         name = request.path_params["name"]
-        if job is None or job.state != "done" or not re.fullmatch(r"(result|labels)\.mp4|reference_\d+\.png", name):
+        known = re.fullmatch(r"(result|labels)\.mp4|reference_\d{1,3}\.png", name)
+        if job is None or job.state != "done" or not known or not (job.folder / name).is_file():
             return JSONResponse({"error": "no such file"}, status_code=404)
         return FileResponse(job.folder / name)
+
+    async def cancel(request):
+        if not same_origin(request):
+            return JSONResponse({"error": "jobs are only cancelled from this page"}, status_code=403)
+        job = worker.jobs.get(request.path_params["job"])
+        if job is None:
+            return JSONResponse({"error": "no such job (results are kept for the last few jobs)"}, status_code=404)
+        if not worker.cancel(job):
+            return JSONResponse({"error": f"the job has ended ({job.state})", **job.status(None)}, status_code=409)
+        return JSONResponse(job.status(worker.position(job)))
+
+    def same_origin(request) -> bool:
+        """False for another site's page posting here through the user's browser."""
+        origin = request.headers.get("origin")
+        return not origin or urlsplit(origin).netloc == request.headers.get("host")
 
     def too_large():
         return JSONResponse({"error": f"the upload is larger than this server takes "
@@ -636,6 +663,7 @@ def make_app(worker: Worker, allowed_hosts: list[str] | None = None):
         Route("/api/builtin/{index:int}.png", builtin_picture),
         Route("/api/jobs", submit, methods=["POST"]),
         Route("/api/jobs/{job}", status),
+        Route("/api/jobs/{job}/cancel", cancel, methods=["POST"]),
         Route("/api/jobs/{job}/{name}", job_file),
         Mount("/static", StaticFiles(directory=WEB), name="static"),
     ])

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from vid2vid.data.datasets import VideoClips
 from vid2vid.device import pick_device, pick_precision
+from vid2vid.files import refuse_overlap
 from vid2vid.step import References, is_few_shot, new_history, step
 from vid2vid.training import TrainingError
 from vid2vid.training.checkpoints import latest_checkpoint, load_checkpoint, prepare_run_dir, save_checkpoint
@@ -51,6 +52,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     """Train (or resume) the run in run_dir. A run this call starts that fails before its first iteration
     (a config, data or disk problem found in setup) leaves no folder behind."""
     run_dir = Path(run_dir)
+    refuse_overlap([("run folder", run_dir)], [("data", cfg.data_root or None)])
     device = pick_device(cfg.run.device)
     ranks = init_distributed(device)
     started = ranks.main and prepare_run_dir(run_dir, cfg, resume, overwrite)

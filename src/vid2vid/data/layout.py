@@ -144,7 +144,7 @@ def read_marker(root: str | Path) -> dict | None:
         return None
     try:
         info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: not a vid2vid dataset description ({exc})") from None
     if not isinstance(info, dict):
         raise DataError(f"{path}: not a vid2vid dataset description")

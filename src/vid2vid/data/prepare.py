@@ -17,6 +17,7 @@ from vid2vid.data import DataError
 from vid2vid.data.teacher_flow import dis_flow
 from vid2vid.data.video import is_video, read_frames, video_info
 from vid2vid.data.writer import DatasetWriter
+from vid2vid.files import refuse_overlap
 
 TASKS = ("pose", "face", "street")
 
@@ -91,6 +92,7 @@ def prepare(sources: list[str | Path], out: str | Path, task: str, *, overwrite:
     info = {"command": "prepare", "task": task, "labels": extract_labels and (task != "street" or label_colours),
             "flow": flow}
     out = Path(out)
+    refuse_overlap([("dataset folder", out)], [("input", s) for s in sources])
     created = not out.exists()
     writer = DatasetWriter(out, info, overwrite=overwrite, image_extension=".jpg")
     reports: list[PrepareReport] = []

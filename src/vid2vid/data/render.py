@@ -195,7 +195,7 @@ def read_openpose_json(path: str | Path) -> list[Person]:
     path = Path(path)
     try:
         content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(content, dict) or not isinstance(content.get("people"), list):
         raise DataError(f"{path}: not OpenPose JSON (no 'people' list)")
@@ -431,7 +431,7 @@ def read_landmarks_json(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     try:
         points = np.asarray(content, dtype=np.float64)

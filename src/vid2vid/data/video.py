@@ -1,13 +1,23 @@
 """Frames in and out: images (OpenCV), videos (PyAV), all RGB uint8 (H, W, 3).
 
 Every reader turns a bad file into a DataError naming it; every writer writes atomically.
+
+Every image and video frame passes one gate before its pixels are allocated: the size its header declares
+against a limit (`PixelLimit`; a server sets its own with `pixel_limit`). A 900 KB PNG may declare 30000 x 30000
+pixels, 2.7 GB once decoded. Photos are turned upright by their EXIF orientation, as phones store them sideways.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import io
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
@@ -15,6 +25,7 @@ from typing import NamedTuple
 import av
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from vid2vid.data import DataError
 from vid2vid.data.layout import natural_key
@@ -24,14 +35,92 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
 
+@dataclass(frozen=True)
+class PixelLimit:
+    """The largest image or video frame read. The default takes a 48-megapixel phone photo (8000 x 6000)."""
+
+    side: int = 16384
+    pixels: int = 8192 * 8192  # 67 megapixels, 200 MB as RGB
+    file_mb: float = 512.0  # an image file's size on disk
+    reader: str = "vid2vid"  # who refuses, in the message: "this server" in `vid2vid serve`
+
+    def bounds(self) -> str:
+        area = f", {self.pixels / 1e6:.0f} megapixels" if self.pixels < self.side ** 2 else ""
+        return f"{self.side} pixels a side{area} at most"
+
+    def check(self, what: str, width: int, height: int) -> None:
+        if max(width, height) > self.side or width * height > self.pixels:
+            raise DataError(f"{what}: {width}x{height} is larger than {self.reader} takes ({self.bounds()})")
+
+
+_PIXEL_LIMIT: contextvars.ContextVar[PixelLimit | None] = contextvars.ContextVar("pixel_limit", default=None)
+
+
+def current_pixel_limit() -> PixelLimit:
+    return _PIXEL_LIMIT.get() or PixelLimit()
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: PixelLimit):
+    """Read images and videos under limit in this thread (a server's job) until the block ends."""
+    token = _PIXEL_LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        _PIXEL_LIMIT.reset(token)
+
+
+# EXIF orientation (tag 0x0112) -> the array operation that shows the photo upright (numpy's rot90 turns
+# counter-clockwise; 6 is a phone held upright, stored turned a quarter counter-clockwise).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, k=-1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, k=1),
+}
+
+
+def _header(path: Path, data: bytes, limit: PixelLimit) -> int:
+    """Check the size the image's header declares, before any pixel is decoded; its EXIF orientation."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+                try:
+                    orientation = header.getexif().get(0x0112, 1)
+                except Exception:  # a broken EXIF block: the pixels may still be good, shown as stored
+                    orientation = 1
+    except Image.DecompressionBombError as exc:  # past Pillow's own hard limit: it gives only the pixel count
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        declared = f"{int(pixels[1]) / 1e6:.0f} megapixels" if pixels else "too many pixels"
+        raise DataError(f"{path}: declares {declared}, larger than {limit.reader} takes ({limit.bounds()})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        raise DataError(f"{path}: not a readable image (empty or corrupt)") from None
+    limit.check(str(path), width, height)
+    return orientation if orientation in _UPRIGHT else 1
+
+
 def _decode(path: Path) -> np.ndarray:
-    """The image file's pixels as stored (any depth and channel count)."""
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
+    """The image file's pixels, upright (any depth and channel count), after the header passed the limit."""
+    if not path.is_file():
         raise DataError(f"{path}: no such file")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    limit = current_pixel_limit()
+    if path.stat().st_size > limit.file_mb * 2**20:
+        raise DataError(f"{path}: {path.stat().st_size / 2**20:.0f} MB is larger than {limit.reader} takes for an "
+                        f"image ({limit.file_mb:g} MB at most)")
+    data = path.read_bytes()
+    if not data:
+        raise DataError(f"{path}: not a readable image (empty file)")
+    orientation = _header(path, data, limit)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{path}: not a readable image (empty or corrupt)")
+    if orientation != 1:
+        image = np.ascontiguousarray(_UPRIGHT[orientation](image))
     return image
 
 
@@ -111,6 +200,7 @@ def video_info(path: str | Path) -> VideoInfo:
             if not container.streams.video:
                 raise DataError(f"{path}: has no video stream")
             stream = container.streams.video[0]
+            current_pixel_limit().check(str(path), stream.width, stream.height)
             fps = float(stream.average_rate) if stream.average_rate else 25.0
             return VideoInfo(int(stream.frames or 0), fps, stream.height, stream.width)
     except av.FFmpegError as exc:
@@ -118,17 +208,28 @@ def video_info(path: str | Path) -> VideoInfo:
 
 
 def read_video(path: str | Path) -> Iterator[np.ndarray]:
-    """Decode a video file frame by frame (RGB uint8); a file with no decodable frame is an error."""
+    """Decode a video file frame by frame (RGB uint8); a file with no decodable frame is an error, and so is a
+    frame past the pixel limit or of another size than the first (checked before it is converted)."""
     path = Path(path)
     _check_video_file(path)
-    count = 0
+    limit = current_pixel_limit()
+    count, first = 0, None
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: has no video stream")
             stream = container.streams.video[0]
+            limit.check(str(path), stream.width, stream.height)
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
+                size = (frame.width, frame.height)
+                limit.check(f"{path}: frame {count}", *size)
+                if first is None:
+                    first = size
+                elif size != first:
+                    raise DataError(f"{path}: frame {count} is {size[0]}x{size[1]}, the video's first frame "
+                                    f"{first[0]}x{first[1]} (frames that change size are not taken; re-encode it "
+                                    "at one size)")
                 count += 1
                 yield frame.to_ndarray(format="rgb24")
     except av.FFmpegError as exc:

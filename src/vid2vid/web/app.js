@@ -130,12 +130,33 @@ async function submit(event) {
   }
 }
 
+// The job this page follows: cancelled with the button, or when the page goes away (it would render on for
+// nobody otherwise).
+let current = null;
+
+function cancelCurrent() {
+  if (current) navigator.sendBeacon(`/api/jobs/${current}/cancel`);
+}
+
 async function follow(id) {
+  current = id;
+  try {
+    await followUntilEnd(id);
+  } finally {
+    current = null;
+  }
+}
+
+async function followUntilEnd(id) {
   for (;;) {
     const response = await fetch(`/api/jobs/${id}`);
     const job = await answer(response);
     if (!response.ok) throw new Error(job.error);
-    if (job.state === "queued") {
+    if (job.state === "cancelled") {
+      throw new Error("Cancelled.");
+    } else if (job.cancelling) {
+      $("status-text").textContent = "Cancelling…";
+    } else if (job.state === "queued") {
       const ahead = job.ahead || 0;
       $("status-text").textContent = `Waiting in the queue: ${ahead} job${ahead === 1 ? "" : "s"} ahead.`;
       $("progress").removeAttribute("value");
@@ -187,6 +208,16 @@ $("result-video").addEventListener("seeked", () => {
   $("labels-video").currentTime = $("result-video").currentTime;
 });
 $("job").addEventListener("submit", submit);
+$("cancel").addEventListener("click", async () => {
+  if (!current) return;
+  $("cancel").disabled = true;
+  try {
+    await fetch(`/api/jobs/${current}/cancel`, { method: "POST" });
+  } finally {
+    $("cancel").disabled = false;
+  }
+});
+window.addEventListener("pagehide", cancelCurrent);
 // Choosing a file picks its source.
 $("references").addEventListener("change", () => { document.querySelector('input[name="ref-source"][value="upload"]').checked = true; });
 $("driving").addEventListener("change", () => { document.querySelector('input[name="drive-source"][value="file"]').checked = true; });
