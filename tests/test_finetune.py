@@ -222,7 +222,7 @@ def test_generate_and_evaluate_fine_tune_from_the_command_line(run, tmp_path, ca
     assert main(args + ["--finetune", "2", "--finetune-lr", "0.001"]) == 0
     assert out.stat().st_size > 0
     assert main(args + ["--finetune", "-3", "--overwrite"]) == 2
-    assert "argument --finetune: must be at least 0, got -3" in capsys.readouterr().err
+    assert "argument --finetune: must be at least 0, got '-3'" in capsys.readouterr().err
     report = tmp_path / "report"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(root / "heldout"), "--references",
                  str(root / "refs"), "--K", "1", "--finetune", "0", "2", "-o", str(report), "--no-pose-error",

@@ -4,6 +4,7 @@ extractors on drawn images."""
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 import cv2
@@ -234,3 +235,19 @@ def test_multi_person_finds_small_people_the_whole_frame_misses():
     assert len(necks) == 3
     for neck, centre in zip(necks, (105, 405, 705), strict=True):  # each crop's points land on its own person
         assert abs(neck[0] - centre) < 6 and neck[2] > 0.5
+
+
+@needs_mediapipe
+@pytest.mark.skipif(not hasattr(cv2, "HOGDescriptor"), reason="this OpenCV build has no HOG people detector")
+def test_multi_person_takes_images_smaller_than_the_people_detector_window():
+    """OpenCV's HOG segfaults on images under its 64x128 window (96x96 and 64x112 did, 100x100 did not): a small
+    reference photo took the server down. Run in a child process, so that a crash fails this test alone."""
+    script = (
+        "import numpy as np\n"
+        "from vid2vid.data.keypoints import PoseExtractor\n"
+        "with PoseExtractor(multi_person=True) as extract:\n"
+        "    for h, w in [(64, 64), (96, 96), (64, 112), (128, 32), (20, 300)]:\n"
+        "        assert extract(np.full((h, w, 3), 128, np.uint8)) == []\n"
+        "print('survived')\n")
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0 and child.stdout.strip().endswith("survived"), child.stderr[-2000:]

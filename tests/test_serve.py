@@ -43,7 +43,7 @@ def wait(client, job_id: str, timeout: float = 60) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = client.get(f"/api/jobs/{job_id}").json()
-        if status["state"] in ("done", "failed"):
+        if status["state"] in ("done", "failed", "cancelled"):
             return status
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not end in {timeout} s: {status}")

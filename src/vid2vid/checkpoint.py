@@ -8,13 +8,14 @@ crash never leaves a half-written file under the real name.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from vid2vid.files import atomic_write
+from vid2vid.files import atomic_write, read_json
 from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
 from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
 
@@ -35,12 +36,20 @@ def read_torch_file(path: str | Path, what: str):
     """torch.load limited to tensors and plain containers (weights_only): a pickle that would build other
     Python objects, and so could run code, is refused. Errors name the file and what it should have been."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch asks the user to file an issue for an old pickle protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged or foreign file
-        reason = ("it holds Python objects, not only tensors; loading them could run code, so they are refused"
-                  if "Weights only load failed" in str(exc) else first_line(exc))
+        with open(path, "rb") as file:
+            start = file.read(4)
+        if not (start.startswith(b"PK\x03\x04") or start.startswith(b"\x80")):  # torch.save's zip, or a pickle
+            reason = "it is in neither of torch.save's formats, zip or pickle"
+        elif "Weights only load failed" in str(exc):
+            reason = "it holds Python objects, not only tensors; loading them could run code, so they are refused"
+        else:
+            reason = first_line(exc)
         raise CheckpointError(f"{path}: not a readable {what} ({reason})") from None
 
 
@@ -72,6 +81,8 @@ def model_folder(path: str | Path) -> Path:
     """The folder holding model.json: the path itself, the folder of a file in it, or, for a training run
     folder, the checkpoint its `latest` names."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint (a folder holding model.json and model.safetensors)")
     if path.is_dir() and (path / "latest").is_file() and not (path / "model.json").exists():
         name = (path / "latest").read_text().strip()
         return path / "checkpoints" / name
@@ -82,10 +93,10 @@ def read_model_info(path: str | Path) -> dict:
     """model.json of a checkpoint folder (or of the folder holding the given file, or a run's latest)."""
     meta = model_folder(path) / "model.json"
     try:
-        return json.loads(meta.read_text())
+        return read_json(meta)
     except FileNotFoundError:
         raise CheckpointError(f"{meta}: missing (a checkpoint folder holds model.json and model.safetensors)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except ValueError as exc:
         raise CheckpointError(f"{meta}: not a vid2vid model description ({exc})") from None
 
 
@@ -98,10 +109,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> torc
         if not needed.is_file():
             raise CheckpointError(f"{needed}: missing (a checkpoint folder holds model.json and model.safetensors)")
     try:
-        info = json.loads(meta.read_text())
+        info = read_json(meta)
         config_cls, model_cls = MODELS[info["model"]]
         cfg = config_cls.from_dict(info["config"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{meta}: not a vid2vid model description ({exc})") from None
     model = model_cls(cfg)
     try:

@@ -85,7 +85,7 @@ learning_rate = number_in(0, 1.0)
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from vid2vid.checkpoint import save_generator
-    from vid2vid.compat.imaginaire import load_discriminators, load_generator, read_checkpoint
+    from vid2vid.compat.imaginaire import load_config, load_discriminators, load_generator, read_checkpoint
     from vid2vid.files import refuse_overlap
     from vid2vid.finetune import save_discriminators
 
@@ -93,6 +93,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     refuse_overlap([("output folder", out)], [("checkpoint", args.checkpoint), ("config", args.config)])
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
+    load_config(args.config)  # its mistakes first: reading the checkpoint can take a minute
     raw = read_checkpoint(args.checkpoint)  # read once: a training checkpoint can be gigabytes
     model = load_generator(args.checkpoint, args.config, use_ema=not args.no_ema, raw=raw)
     discriminators = load_discriminators(args.checkpoint, args.config, model, raw=raw)

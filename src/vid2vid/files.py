@@ -1,8 +1,11 @@
-"""Writing files so that a crash never leaves a half-written file under the real name."""
+"""Writing files so that a crash never leaves a half-written file under the real name, and reading JSON that
+cannot crash the reader."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +15,25 @@ def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+JSON_DEPTH = 100  # no file we read nests deeper than a few levels
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def read_json(path: str | Path):
+    """The JSON content of a file. Nesting past JSON_DEPTH is refused before parsing, so that every reader meets one
+    error type for every bad file: the parser's RecursionError is no ValueError, and how deep it gets first
+    depends on the thread's stack. Raises ValueError (JSONDecodeError for bad syntax, UnicodeDecodeError) and
+    OSError."""
+    text = Path(path).read_text()
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > JSON_DEPTH:
+            raise ValueError(f"nested deeper than {JSON_DEPTH} levels")
+    return json.loads(text)
 
 
 def atomic_write(path: str | Path, write) -> None:

@@ -451,8 +451,9 @@ def read_job_form(form, worker: Worker) -> Job:
             raise BadRequest("this is a vid2vid model: fine-tuning on references is for few-shot models")
         job.finetune = parse_count(form.get("finetune"), "fine-tuning steps", 0, limits.max_finetune_steps)
     job.uploads.mkdir(parents=True)
-    for folder_name in ("uploads/references/", "uploads/driving/", "uploads/labelled_references/images/references/",
-                        "uploads/", ""):
+    labelled = [f"uploads/labelled_references/{MODALITIES[m].folder}/references/"
+                for m in ("images", LABEL_MODALITY.get(worker.data.task)) if m]
+    for folder_name in ("uploads/references/", "uploads/driving/", *labelled, "uploads/", ""):
         job.names[f"{folder}/{folder_name}"] = ""
     job.names[str(worker.builtin.root) + "/"] = "built-in data: "
     try:

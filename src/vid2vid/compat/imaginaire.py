@@ -276,7 +276,11 @@ def load_config(config_path: str | Path) -> dict:
         cfg = yaml.safe_load(config_path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{config_path}: no such file") from None
-    except yaml.YAMLError as exc:
+    except IsADirectoryError:
+        raise CheckpointError(f"{config_path}: is a folder, not an imaginaire YAML config") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{config_path}: not a text file (an imaginaire config is YAML)") from None
+    except (yaml.YAMLError, RecursionError) as exc:
         raise CheckpointError(f"{config_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(cfg, dict) or "gen" not in cfg or "data" not in cfg:
         raise CheckpointError(f"{config_path}: not an imaginaire config (needs 'gen' and 'data')")

@@ -243,6 +243,12 @@ class PoseExtractor:
         scale = max(1.0, 96 / self.min_person_height)
         if scale > 1:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        # OpenCV 4.14's HOG crashes the process (a segfault, no exception) on an image smaller than its window:
+        # a 64x64 reference photo killed the server. Pad the bottom and right with black up to the window.
+        window_w, window_h = self._hog.winSize
+        short_y, short_x = max(0, window_h - image.shape[0]), max(0, window_w - image.shape[1])
+        if short_y or short_x:
+            image = cv2.copyMakeBorder(image, 0, short_y, 0, short_x, cv2.BORDER_CONSTANT, value=0)
         boxes, _ = self._hog.detectMultiScale(image, winStride=(8, 8), padding=(8, 8), scale=1.05)
         return [tuple(float(v) / scale for v in box) for box in boxes]
 

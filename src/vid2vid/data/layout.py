@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vid2vid.data import DataError
-from vid2vid.files import atomic_write_bytes
+from vid2vid.files import atomic_write_bytes, read_json
 
 MARKER = "vid2vid-data.json"
 FORMAT_VERSION = 1
@@ -143,8 +143,8 @@ def read_marker(root: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        info = read_json(path)
+    except ValueError as exc:
         raise DataError(f"{path}: not a vid2vid dataset description ({exc})") from None
     if not isinstance(info, dict):
         raise DataError(f"{path}: not a vid2vid dataset description")

@@ -17,7 +17,6 @@ centres at integers (OpenPose and dlib write column/row indices).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vid2vid.data import DataError
+from vid2vid.files import read_json
 
 # ----------------------------------------------------------------------------------------------------------------
 # Curves and strokes: imaginaire's drawing primitive, shared by the pose and face maps.
@@ -194,8 +194,8 @@ def read_openpose_json(path: str | Path) -> list[Person]:
     """The people of one OpenPose JSON file (possibly none: a frame where nobody was found is valid)."""
     path = Path(path)
     try:
-        content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        content = read_json(path)
+    except ValueError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(content, dict) or not isinstance(content.get("people"), list):
         raise DataError(f"{path}: not OpenPose JSON (no 'people' list)")
@@ -430,8 +430,8 @@ def read_landmarks_json(path: str | Path) -> np.ndarray:
     """A dlib-68 landmark file, a JSON list of 68 [x, y] pairs -> (68, 2) float64."""
     path = Path(path)
     try:
-        content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        content = read_json(path)
+    except ValueError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     try:
         points = np.asarray(content, dtype=np.float64)

@@ -215,7 +215,11 @@ def read_video(path: str | Path) -> Iterator[np.ndarray]:
     limit = current_pixel_limit()
     count, first = 0, None
     try:
-        with av.open(str(path)) as container:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise DataError(f"{path}: not a readable video ({_reason(exc)})") from None
+    try:
+        with container:
             if not container.streams.video:
                 raise DataError(f"{path}: has no video stream")
             stream = container.streams.video[0]
