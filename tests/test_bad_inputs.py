@@ -125,7 +125,7 @@ def _(here, assets):
 def _(here, assets):
     (here / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
     return Case(["prepare", str(here / "noise.mp4"), str(here / "out"), "--task", "street", "--quiet"],
-                "noise.mp4", "video cannot be decoded")
+                "noise.mp4", "not a readable video")
 
 
 @case("prepare: folder with no frames")
@@ -321,7 +321,7 @@ def _(here, assets):
 @case("generate: missing checkpoint")
 def _(here, assets):
     data = copy(assets, "dancers", here)
-    return Case(generate_args(here / "nomodel", data, here / "out.mp4", first_frame(data)), "model.json", "missing")
+    return Case(generate_args(here / "nomodel", data, here / "out.mp4", first_frame(data)), "nomodel", "no such checkpoint")
 
 
 @case("generate: truncated checkpoint")

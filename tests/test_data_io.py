@@ -122,7 +122,7 @@ def test_video_writer_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"not a video" * 50, "cannot be decoded")])
+@pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"not a video" * 50, "not a readable video")])
 def test_bad_video(tmp_path, content, message):
     (tmp_path / "bad.mp4").write_bytes(content)
     with pytest.raises(DataError, match=f"bad.mp4: .*{message}"):

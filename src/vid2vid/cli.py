@@ -450,12 +450,38 @@ def _run(args: argparse.Namespace) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug of ours, not the user's input: still one line, the traceback on request
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback, "
-              "and please report it)", file=sys.stderr)
-        return 1
+        if out_of_memory(exc):  # not a bug: the machine is too small for what was asked
+            print(f"error: out of memory ({shown_message(exc)}): {OUT_OF_MEMORY_FIX}", file=sys.stderr)
+            return 2
+        return _unexpected(exc, args.debug)
     return 0
+
+
+OUT_OF_MEMORY_FIX = "a smaller --size, fewer frames or references, or --device cpu for a GPU too small, need less"
+
+
+# How torch's CPU allocator and OpenCV say it (a RuntimeError and a cv2.error, no MemoryError).
+OUT_OF_MEMORY_MESSAGES = ("can't allocate memory", "(-4:Insufficient memory)")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return (isinstance(exc, MemoryError | torch.OutOfMemoryError)
+            or any(text in str(exc) for text in OUT_OF_MEMORY_MESSAGES))
+
+
+def shown_message(exc: BaseException, most: int = 160) -> str:
+    text = one_line(exc) or type(exc).__name__
+    return text if len(text) <= most else text[:most - 1] + "…"
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback, "
+          "and please report it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
