@@ -32,20 +32,28 @@ def init_distributed(device: torch.device) -> Distributed:
 
 
 def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
-    """All-reduce the gradients of a model in one flat fp32 buffer (parameters unused this step count as zero).
+    """All-reduce the gradients of a model in one flat fp32 buffer, with one flag a parameter saying whether this
+    rank used it.
 
+    A parameter no rank used keeps no gradient, so the optimizer leaves it alone as in one process: zeros
+    would advance Adam's step count and decay its moments, and the first real gradient after 3000 idle
+    updates then stepped about 30 times the learning rate. A parameter some ranks used is averaged over all
+    ranks, the others counting as zero, as torch's DDP does: that is the gradient of the loss averaged over the
+    whole global batch, on whose samples the parameter was used or not.
     fp32 whatever the gradients' dtype: gloo has no bf16 sum, and a sum of world bf16 values loses the low
     bits that an average over replicas is for. Each gradient comes back in its own dtype."""
     if world == 1:
         return
+    used = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.float().flatten() for g in grads])
+    flat = torch.cat([g.float().flatten() for g in grads] + [used])
     dist.all_reduce(flat)
+    used_anywhere = (flat[-len(params):] > 0).tolist()
     flat /= world
     offset = 0
-    for p, g in zip(params, grads, strict=True):
+    for p, g, anywhere in zip(params, grads, used_anywhere, strict=True):
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).to(g.dtype).clone()
+        p.grad = flat[offset:offset + n].view_as(p).to(g.dtype).clone() if anywhere else None
         offset += n
 
 
@@ -61,6 +69,25 @@ def all_agree(flag: bool, device: torch.device, world: int) -> bool:
     value = torch.tensor([float(flag)], device=device)
     dist.all_reduce(value)
     return bool(value.item() > 0)
+
+
+def first_rank_where(flag: bool, device: torch.device, world: int) -> int | None:
+    """The lowest rank whose flag is True, on every rank (None where no rank's is): one small all-reduce."""
+    if world == 1:
+        return 0 if flag else None
+    value = torch.tensor([dist.get_rank() if flag else world], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    rank = int(value.item())
+    return rank if rank < world else None
+
+
+def from_rank(value, rank: int, world: int):
+    """`value` as rank `rank` holds it, on every rank (any picklable object)."""
+    if world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=rank)
+    return box[0]
 
 
 class ClipIndices(Sampler):

@@ -26,7 +26,7 @@ from vid2vid.models.fs_vid2vid import pick_reference
 from vid2vid.step import warp_branches
 from vid2vid.training import TrainingError
 from vid2vid.training.config import TrainConfig
-from vid2vid.training.distributed import average_gradients
+from vid2vid.training.distributed import average_gradients, first_rank_where, from_rank
 from vid2vid.training.nets import Discriminators, Nets
 
 
@@ -171,7 +171,7 @@ def update_discriminators(nets: Nets, batch: dict, t: int, out, past: list[torch
         terms = discriminator_terms(nets.D, batch, t, out.fake_images.detach(), past, reference_index(out), cfg,
                                     for_discriminator=True)
         terms["D/total"] = sum(terms.values())
-    check_finite(terms, where, last_checkpoint)
+    check_finite(terms, "D/total", where, last_checkpoint, nets.world)
     nets.opt_D.zero_grad(set_to_none=True)
     backward(terms["D/total"], nets.scaler)
     average_gradients(list(nets.D.parameters()), nets.world)
@@ -192,7 +192,7 @@ def update_generator(nets: Nets, batch: dict, t: int, out, past: list[torch.Tens
             nets.D.requires_grad_(True)
         terms.update(generator_terms(out, batch, t, cfg, nets.perceptual, past[-1] if past else None))
         terms["G/total"] = weighted_total(terms, cfg.loss.weights)
-    check_finite(terms, where, last_checkpoint)
+    check_finite(terms, "G/total", where, last_checkpoint, nets.world)
     nets.opt_G.zero_grad(set_to_none=True)
     backward(terms["G/total"], nets.scaler)
     average_gradients(list(nets.G.parameters()), nets.world)
@@ -207,11 +207,20 @@ def reference_index(out) -> torch.Tensor | None:
     return getattr(out, "ref_idx", None)
 
 
-def check_finite(terms: dict, where: str, last_checkpoint: Path | None) -> None:
-    for name, value in terms.items():
-        if not bool(torch.isfinite(value).all()):
-            saved = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
-            raise TrainingError(f"training stopped at {where}: loss {name} is {float(value.detach())}; {saved}")
+def check_finite(terms: dict, total: str, where: str, last_checkpoint: Path | None, world: int = 1) -> None:
+    """Stop every rank at once when the total is not finite on any: one host sync an update (the total is
+    finite when every term is), and with data parallel one small all-reduce, so that a NaN on one rank does not
+    leave the others waiting in the gradients' all-reduce until the process group times out. Every rank raises
+    the same line, naming the term and the rank where it went wrong."""
+    value = terms[total]
+    bad_rank = first_rank_where(not bool(torch.isfinite(value).all()), value.device, world)
+    if bad_rank is None:
+        return
+    name = next((n for n, v in terms.items() if not bool(torch.isfinite(v).all())), total)
+    found = from_rank(f"loss {name} is {float(terms[name].detach().float().sum())}", bad_rank, world)
+    on_rank = f" on rank {bad_rank}" if world > 1 else ""
+    saved = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
+    raise TrainingError(f"training stopped at {where}: {found}{on_rank}; {saved}")
 
 
 def backward(total: torch.Tensor, scaler) -> None:
