@@ -321,7 +321,8 @@ def _(here, assets):
 @case("generate: missing checkpoint")
 def _(here, assets):
     data = copy(assets, "dancers", here)
-    return Case(generate_args(here / "nomodel", data, here / "out.mp4", first_frame(data)), "nomodel", "no such checkpoint")
+    return Case(generate_args(here / "nomodel", data, here / "out.mp4", first_frame(data)), "nomodel",
+                "no such checkpoint")
 
 
 @case("generate: truncated checkpoint")

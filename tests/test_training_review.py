@@ -371,7 +371,9 @@ def test_9_checkpoint_generator_is_the_average_and_resumes_its_count(dancers, tm
 
 def test_10_temporal_gan_gradient_reaches_only_the_newest_frame(dancers):
     """The G-side temporal terms at frame t see the window's earlier generated frames as constants: no gradient
-    reaches them, and the current frame gets one."""
+    reaches them, even when they come with their graphs, and the current frame gets one. (This test once
+    detached the past frames itself before checking that they got no gradient; reverted `.detach()` in
+    `discriminator_terms`, it now fails: the past frames got gradients.)"""
     from vid2vid.training.frame_step import discriminator_terms
     from vid2vid.training.nets import Discriminators
 
@@ -382,7 +384,7 @@ def test_10_temporal_gan_gradient_reaches_only_the_newest_frame(dancers):
     D = Discriminators(cfg)
     past = [torch.rand(2, 3, 32, 32, requires_grad=True) for _ in range(2)]
     current = torch.rand(2, 3, 32, 32, requires_grad=True)
-    terms = discriminator_terms(D, batch, 2, current, [p.detach() for p in past], None, cfg, for_discriminator=False)
+    terms = discriminator_terms(D, batch, 2, current, [p * 1 for p in past], None, cfg, for_discriminator=False)
     assert "G/gan_temporal0" in terms
     (terms["G/gan_temporal0"] + terms["G/fm_temporal0"]).backward()
     assert current.grad is not None and current.grad.abs().sum() > 0

@@ -4,6 +4,7 @@ Each test names in its docstring the revert it was seen failing with."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from datetime import timedelta
@@ -12,10 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+import yaml
 
+from tests.conftest import tiny_train_config
+from vid2vid.data.datasets import VideoClips
+from vid2vid.data.writer import write_synthetic
+from vid2vid.train import train, train_clip
 from vid2vid.training import TrainingError
 from vid2vid.training.distributed import average_gradients
 from vid2vid.training.frame_step import check_finite
+from vid2vid.training.nets import build_nets
 
 # ------------------------------------------------------------------- 1. data parallel and unused parameters
 
@@ -129,3 +136,175 @@ def test_4_one_process_names_the_first_term_that_is_not_finite():
     with pytest.raises(TrainingError, match=r"^training stopped at here: loss G/warp is inf; no checkpoint yet$"):
         check_finite(terms, "G/total", "here", None)
     check_finite({"G/l1": torch.tensor(0.1), "G/total": torch.tensor(0.1)}, "G/total", "here", None)
+
+
+# ------------------------------------------------------------- 2. a clip schedule longer than the data
+
+
+def test_2_a_clip_schedule_longer_than_the_data_is_capped_at_setup(tmp_path):
+    """8-frame sequences, 1 reference, clips doubling every iteration from 2 towards 16: they grow 2, 4, 7 (the
+    longest clip the data holds), said in one warning at setup and written in the run's config.yaml, which a
+    resume reads. Reverted the cap: "clips of 8 frames need longer sequences (longest: 8)" at iteration 2, after
+    the first checkpoint; and again on resume."""
+    data = tmp_path / "dancers"
+    write_synthetic("dancers", data, sequences=2, frames=8, size=(32, 32), progress=False)
+    cfg = tiny_train_config(data, data={"clip_length": 2, "num_references": 1},
+                            schedule={"iterations": 4, "batch_size": 1, "max_clip_length": 16, "double_clip_every": 1},
+                            run={"log_every": 1, "image_every": 100, "checkpoint_every": 1})
+    with pytest.warns(UserWarning) as warned:
+        result = train(cfg, tmp_path / "run", progress=False)
+    assert [str(w.message) for w in warned if "clips grow" in str(w.message)] == [
+        f"{data}: the longest sequence has 8 frames, so clips grow to 7 frames (K = 1 references besides), not to "
+        "max_clip_length 16; the run's config.yaml says 7"]
+    assert [h["clip_length"] for h in result.history] == [2, 4, 7, 7]
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["schedule"]["max_clip_length"] == 7
+
+
+# ------------------------------------------------------------------ 3. a zero weight turns its part off
+
+
+@pytest.fixture(scope="module")
+def dancers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("review2_dancers")
+    write_synthetic("dancers", root, sequences=2, frames=10, size=(32, 32), progress=False)
+    return root
+
+
+def _batch(cfg, samples: int = 2) -> dict:
+    clips = VideoClips(cfg.data_root, cfg.data, seed=3)
+    items = [clips[i] for i in range(samples)]
+    return {k: torch.stack([item[k] for item in items]) for k in items[0] if torch.is_tensor(items[0][k])}
+
+
+def _weights(module: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    """A module's weights: its parameters, not spectral norm's u and v buffers, which move on every forward."""
+    return {} if module is None else {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def _one_iteration(dancers, weights: dict) -> tuple:
+    cfg = tiny_train_config(dancers, loss={"weights": {"perceptual": 0, **weights}})
+    torch.manual_seed(0)
+    nets = build_nets(cfg, torch.device("cpu"), None)
+    before = {name: _weights(getattr(nets.D, name)) for name in ("image", "temporal", "face")}
+    record = train_clip(nets, _batch(cfg), cfg)
+    changed = {name: any(not torch.equal(v, _weights(getattr(nets.D, name))[k]) for k, v in was.items())
+               for name, was in before.items() if was}
+    return nets, set(record.means()), changed
+
+
+def test_3_every_gan_weight_at_work_trains_its_discriminator(dancers):
+    """The recipe's weights: every D is built, updated (its weights move, not only its u/v buffers) and gives G
+    its GAN and feature-matching terms. Deleting the D's optimizer step fails here (the weights stay put), which
+    a comparison of state dicts missed (spectral norm's u and v change on every forward)."""
+    nets, names, changed = _one_iteration(dancers, {})
+    assert changed == {"image": True, "temporal": True, "face": True}
+    assert {"G/gan_image", "G/fm_image", "G/gan_temporal0", "G/fm_temporal0", "D_image/real", "D_temporal0/fake",
+            "G/flow", "G/warp", "G/mask"} <= names
+
+
+@pytest.mark.parametrize("weights, gone, absent", [
+    ({"temporal_gan": 0}, "temporal", {"G/gan_temporal0", "G/fm_temporal0", "D_temporal0/real"}),
+    ({"gan": 0}, "image", {"G/gan_image", "G/fm_image", "D_image/real", "D_image/fake"}),
+    ({"region_gan": 0}, "face", {"G/gan_face", "G/fm_face", "D_face/real"}),
+])
+def test_3_a_zero_gan_weight_builds_no_discriminator_and_adds_no_term(dancers, weights, gone, absent):
+    """imaginaire gates each D on its weight. Reverted the gate in `Discriminators`: with temporal_gan 0 the
+    temporal D was built and trained, and G/fm_temporal0 still reached G at weight 10 (feature_matching)."""
+    nets, names, changed = _one_iteration(dancers, weights)
+    assert getattr(nets.D, gone) is None
+    assert not names & absent, names & absent
+    assert all(changed.values()) and gone not in changed  # the other Ds still train
+
+
+def test_3_zero_feature_matching_flow_and_every_gan_weight_skip_their_work(dancers, monkeypatch):
+    """feature_matching 0: no real frame through any D in G's phase; flow, warp and mask 0: no flow terms; every
+    GAN weight 0: no D at all and no D optimizer, and training still runs (L1 and flow-free)."""
+    from vid2vid import losses
+
+    nets, names, _ = _one_iteration(dancers, {"feature_matching": 0})
+    assert not any(n.startswith("G/fm_") for n in names) and "G/gan_image" in names
+    called = []
+    monkeypatch.setattr(losses, "flow_terms", lambda *a, **k: called.append(1))
+    _, names, _ = _one_iteration(dancers, {"flow": 0, "warp": 0, "mask": 0})
+    assert called == [] and not names & {"G/flow", "G/warp", "G/mask"}
+    monkeypatch.undo()
+    nets, names, changed = _one_iteration(dancers, {"gan": 0, "temporal_gan": 0, "region_gan": 0})
+    assert nets.opt_D is None and changed == {} and not any(n.startswith("D") for n in names)
+    assert "G/total" in names and "G/flow" in names
+
+
+# ------------------------------------------------------------------------ 6. the flow heads' dtype
+
+
+def test_6_a_float64_flow_network_stays_float64_and_autocast_gives_fp32():
+    """Reverted `x.to(the heads' dtype)` to `x.float()`: the float64 network failed in its heads, "Input type
+    (float) and bias type (double) should be the same"."""
+    from vid2vid.models.flow import FlowNetwork
+
+    torch.manual_seed(0)
+    net = FlowNetwork(label_channels=6, image_channels=3, num_filters=8, max_filters=16, num_downsamples=2,
+                      num_res_blocks=1).double()
+    labels, images = torch.rand(1, 6, 16, 16, dtype=torch.float64), torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    flow, mask = net(labels, images)
+    assert flow.dtype == mask.dtype == torch.float64
+    single = FlowNetwork(label_channels=6, image_channels=3, num_filters=8, max_filters=16, num_downsamples=2,
+                         num_res_blocks=1)
+    single.load_state_dict({k: v.float() for k, v in net.state_dict().items()})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        flow32, mask32 = single(labels.float(), images.float())
+    assert flow32.dtype == mask32.dtype == torch.float32
+
+
+# ------------------------------------------------------------------ 5. missing VGG19 weights stop training
+
+
+def test_5_training_without_vgg19_weights_is_an_error_unless_asked(dancers, tmp_path, monkeypatch, capsys):
+    """A config weighing the perceptual loss, no VGG19 weights in the hub cache: `vid2vid train` stops at once
+    with one line saying where the weights go and how to train without them; `--no-perceptual` trains, and
+    its run's config.yaml says perceptual 0. Reverted `required` (the old warning): the run trained without
+    the term, exit 0, one warning line among the progress output."""
+    from vid2vid.cli import main
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    cfg = tiny_train_config(dancers, loss={"weights": {"perceptual": 10}},
+                            schedule={"iterations": 2, "batch_size": 1})
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict()))))
+    args = ["train", "--config", str(config), "--run-dir", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: no VGG19 weights at {tmp_path / 'hub' / 'checkpoints' / 'vgg19-dcbb9e9d.pth'}, and the "
+                   "config weighs the perceptual loss: download https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+                   " there, or name the file in loss.vgg19_weights, or train with --no-perceptual "
+                   "(loss.weights.perceptual: 0)")
+    assert not (tmp_path / "run").exists()
+    assert main([*args, "--no-perceptual"]) == 0
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["loss"]["weights"]["perceptual"] == 0
+
+
+# ------------------------------------------------------------- the average's count survives a resume
+
+
+def test_a_resume_past_ema_start_averages_as_the_uninterrupted_run(dancers, tmp_path):
+    """ema_start 4 frame updates: the average copies for the first 4 and averages from the 5th, so a resume at
+    iteration 2 (6 updates done) must carry on averaging. Reverted the restore of `average_updates` in
+    `load_checkpoint`: the resumed average went back to copying, and model.safetensors differed from the
+    uninterrupted run's (the resume tests ran 12 updates against ema_start 500, inside the copy phase, and
+    never saw it)."""
+    from safetensors.torch import load_file
+
+    def config(iterations):
+        return tiny_train_config(dancers, data={"clip_length": 3}, optim={"ema_start": 4},
+                                 schedule={"iterations": iterations, "batch_size": 1},
+                                 run={"log_every": 1, "image_every": 100, "checkpoint_every": 2})
+
+    straight = train(config(4), tmp_path / "straight", progress=False)
+    train(config(2), tmp_path / "resumed", progress=False)
+    resumed = train(config(4), tmp_path / "resumed", resume=True, progress=False)
+    a = load_file(straight.last_checkpoint / "model.safetensors")
+    b = load_file(resumed.last_checkpoint / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    g = load_file(straight.last_checkpoint / "generator.safetensors")
+    assert any(not torch.equal(a[k], g[k]) for k in a if k in g)  # past ema_start: an average, not a copy

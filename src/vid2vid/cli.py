@@ -8,6 +8,7 @@ import signal
 import sys
 import traceback
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from vid2vid.data.detector import MODELS_ENV, OPENCV_FIX, MissingExtra
@@ -179,6 +180,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:  # a changed --config (say, a later time limit) still trains on the run's data
         data_root = load_train_config(run_dir / "config.yaml").data_root
     cfg = load_train_config(config, data_root=data_root)
+    if args.no_perceptual:
+        cfg = replace(cfg, loss=replace(cfg.loss, weights=replace(cfg.loss.weights, perceptual=0.0)))
     try:
         result = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
     except TrainingError as exc:
@@ -289,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--run-dir", help="where checkpoints and logs go (default runs/CONFIG_NAME)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     tr.add_argument("--overwrite", action="store_true", help="start again in a run folder that holds a run")
+    tr.add_argument("--no-perceptual", action="store_true",
+                    help="train without the VGG19 perceptual loss (needed where no VGG19 weights are at hand)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(run=cmd_train)
 

@@ -271,18 +271,27 @@ class VGG19Features(nn.Module):
         return [wanted[index] for index in indices]
 
 
-def load_vgg19(path: str | Path | None = None) -> VGG19Features | None:
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+
+
+def load_vgg19(path: str | Path | None = None, required: bool = False) -> VGG19Features | None:
     """ImageNet VGG19 features for the perceptual loss, frozen and in eval mode, from a torchvision-format
     state dict at `path`, or when path is None from the torch hub cache (hub_dir/checkpoints/vgg19-dcbb9e9d.pth).
 
-    With no path and nothing cached it warns and returns None: train without the perceptual loss rather
-    than with random VGG weights. A configured path that is missing or unusable raises a one-line
-    ValueError naming the file. Keys outside `features.` (torchvision's classifier) are ignored.
+    With no path and nothing cached: `required` (training, where a warning scrolls by unseen on a run of days)
+    raises a one-line ValueError saying where to put the weights or how to train without the term; else it
+    warns and returns None (a few fine-tuning steps go on without it rather than with random VGG weights). A
+    configured path that is missing or unusable raises a one-line ValueError naming the file. Keys outside
+    `features.` (torchvision's classifier) are ignored.
     """
     if path is None:
         path = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_HUB_FILE
+        if not path.is_file() and required:
+            raise ValueError(f"no VGG19 weights at {path}, and the config weighs the perceptual loss: download "
+                             f"{VGG19_URL} there, or name the file in loss.vgg19_weights, or train with "
+                             "--no-perceptual (loss.weights.perceptual: 0)")
         if not path.is_file():
-            warnings.warn(f"no VGG19 weights at {path}: training without the perceptual loss "
+            warnings.warn(f"no VGG19 weights at {path}: going on without the perceptual loss "
                           "(configure a torchvision vgg19 state dict to use it)", stacklevel=2)
             return None
     path = Path(path)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vid2vid.data.datasets import VideoClips
+from vid2vid.data.layout import scan
 from vid2vid.device import pick_device, pick_precision
 from vid2vid.files import refuse_overlap
 from vid2vid.step import References, is_few_shot, new_history, step
@@ -55,6 +57,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     refuse_overlap([("run folder", run_dir)], [("data", cfg.data_root or None)])
     device = pick_device(cfg.run.device)
     ranks = init_distributed(device)
+    cfg = cap_clip_schedule(cfg, say=ranks.main)
     started = ranks.main and prepare_run_dir(run_dir, cfg, resume, overwrite)
     result = TrainResult(run_dir, 0, None)
     try:
@@ -63,6 +66,25 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
         if started and result.iteration == 0:  # a fresh run counts its iterations from 0
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+
+
+def cap_clip_schedule(cfg: TrainConfig, say: bool) -> TrainConfig:
+    """The config with its clip doubling capped at the clip the data holds (the longest sequence less the
+    references), as imaginaire caps it; said in one line, and recorded in the run's config.yaml, which is written
+    from what this returns. Uncapped, a schedule longer than the data stopped the run at its doubling, days in,
+    and again on every resume."""
+    schedule = cfg.schedule
+    if not (schedule.double_clip_every and schedule.max_clip_length and cfg.data_root):
+        return cfg
+    frames = max((len(s) for s in scan(cfg.data_root, cfg.data.task)), default=0)
+    longest_clip = frames - cfg.data.num_references
+    if schedule.max_clip_length <= longest_clip or longest_clip < cfg.data.clip_length:
+        return cfg  # fits, or no clip fits at all (the dataset says so in one line)
+    if say:
+        warnings.warn(f"{cfg.data_root}: the longest sequence has {frames} frames, so clips grow to {longest_clip} "
+                      f"frames (K = {cfg.data.num_references} references besides), not to max_clip_length "
+                      f"{schedule.max_clip_length}; the run's config.yaml says {longest_clip}", stacklevel=2)
+    return replace(cfg, schedule=replace(schedule, max_clip_length=longest_clip))
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device: torch.device,
@@ -108,7 +130,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
             factor = lr_factor(iteration, cfg.optim, cfg.schedule)
             for group in nets.opt_G.param_groups:
                 group["lr"] = cfg.optim.lr_G * factor
-            for group in nets.opt_D.param_groups:
+            for group in nets.opt_D.param_groups if nets.opt_D is not None else ():
                 group["lr"] = cfg.optim.lr_D * factor
 
             record = train_clip(nets, batch, cfg, iteration, last_checkpoint)
@@ -126,7 +148,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
                                "lr_G": cfg.optim.lr_G * factor, "iterations_per_s": (done - tick_iteration) / seconds})
                 log.scalars(done, values)
                 result.history.append({"iteration": done, **values})
-                bar.set_postfix(G=f"{values['loss/G/total']:.3f}", D=f"{values['loss/D/total']:.3f}", T=stage[0],
+                bar.set_postfix(G=f"{values['loss/G/total']:.3f}", D=f"{values.get('loss/D/total', 0):.3f}", T=stage[0],
                                 size=f"{stage[1][0]}x{stage[1][1]}")
                 tick, tick_iteration = time.perf_counter(), done
             if done % cfg.run.image_every == 0:

@@ -57,9 +57,10 @@ class FlowNetwork(nn.Module):
 
     def forward(self, labels: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """labels: target and source labels stacked on channels; images: source images stacked.
-        Returns flow (B, 2, H, W) in pixels and occlusion mask (B, 1, H, W) in (0, 1), both fp32."""
+        Returns flow (B, 2, H, W) in pixels and occlusion mask (B, 1, H, W) in (0, 1), in the heads' own dtype:
+        fp32 under bf16 autocast, fp64 for a float64 model."""
         x = self.features(labels, images)
-        # The heads run in fp32 under autocast: a bf16 flow times 20 holds 32-64 px flows only to 1/4 px.
+        # The heads run outside autocast: a bf16 flow times 20 holds 32-64 px flows only to 1/4 px.
         with torch.autocast(x.device.type, enabled=False):
-            x = x.float()
+            x = x.to(next(self.mask_head.parameters()).dtype)
             return self.flow_head(x) * self.multiplier, self.mask_head(x)

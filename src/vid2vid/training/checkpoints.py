@@ -48,7 +48,7 @@ def save_checkpoint(run_dir: Path, iteration: int, nets: Nets, keep: int, data: 
         save_model(nets.G, str(tmp / "generator.safetensors"))
         save_model(nets.D, str(tmp / "discriminators.safetensors"))
         state = {"iteration": iteration, "optimizer_G": nets.opt_G.state_dict(),
-                 "optimizer_D": nets.opt_D.state_dict(),
+                 "optimizer_D": nets.opt_D.state_dict() if nets.opt_D is not None else {},
                  "scaler": nets.scaler.state_dict() if nets.scaler is not None else {},
                  "average_updates": nets.average.updates, "rng_torch": torch.get_rng_state()}
         torch.save(state, tmp / "training_state.pt")
@@ -71,7 +71,8 @@ def load_checkpoint(folder: Path, nets: Nets) -> int:
         load_model(nets.D, str(folder / "discriminators.safetensors"))
         state = read_torch_file(folder / "training_state.pt", "training state")
         nets.opt_G.load_state_dict(state["optimizer_G"])
-        nets.opt_D.load_state_dict(state["optimizer_D"])
+        if nets.opt_D is not None:
+            nets.opt_D.load_state_dict(state["optimizer_D"])
         if nets.scaler is not None and state["scaler"]:
             nets.scaler.load_state_dict(state["scaler"])
         nets.average.updates = int(state["average_updates"])

@@ -71,10 +71,11 @@ def discriminator_terms(D: Discriminators, batch: dict, t: int, fake: torch.Tens
             real_out = d_real()
             terms[f"D_{name}/real"] = losses.gan_loss([o.logits for o in real_out], True, True, mode)
             terms[f"D_{name}/fake"] = losses.gan_loss([o.logits for o in fake_out], False, True, mode)
-        else:
+            return
+        terms[f"G/gan_{name}"] = losses.gan_loss([o.logits for o in fake_out], True, False, mode)
+        if cfg.loss.weights.feature_matching > 0:  # the real frame goes through the D for this term only
             with torch.no_grad():
                 real_out = d_real()
-            terms[f"G/gan_{name}"] = losses.gan_loss([o.logits for o in fake_out], True, False, mode)
             terms[f"G/fm_{name}"] = losses.feature_matching_loss([o.features for o in fake_out],
                                                                  [o.features for o in real_out])
 
@@ -82,14 +83,16 @@ def discriminator_terms(D: Discriminators, batch: dict, t: int, fake: torch.Tens
     refs = ()
     if "ref_labels" in batch:
         refs = (pick_reference(batch["ref_labels"], ref_idx), pick_reference(batch["ref_images"], ref_idx))
-    judge("image", lambda: D.image(image_input(label, fake, *refs)), lambda: D.image(image_input(label, real, *refs)))
+    if D.image is not None:
+        judge("image", lambda: D.image(image_input(label, fake, *refs)),
+              lambda: D.image(image_input(label, real, *refs)))
 
     if D.temporal is not None:
         for scale, window in enumerate(frame_windows(t, cfg)):
             if not window:
                 continue
             flows = window_flows(batch["flow"], [window])
-            fake_window = torch.stack([past[i] for i in window[:-1]] + [fake], dim=1)  # (B, F, 3, H, W)
+            fake_window = torch.stack([past[i].detach() for i in window[:-1]] + [fake], dim=1)  # (B, F, 3, H, W)
             real_window = gather_windows(batch["images"], [window])
             judge(f"temporal{scale}", lambda w=fake_window, f=flows, s=scale: D.temporal(w, f, s),
                   lambda w=real_window, f=flows, s=scale: D.temporal(w, f, s))
@@ -139,8 +142,9 @@ def generator_terms(out, batch: dict, t: int, cfg: TrainConfig, perceptual: loss
                                                     batch["flow_confidence"][:, t])
     if perceptual is not None:
         terms["G/perceptual"] = perceptual(fake, real)
+    weights = cfg.loss.weights
     reference, previous = flow_branches(out, batch, t)
-    if reference is not None or previous is not None:
+    if (reference is not None or previous is not None) and max(weights.flow, weights.warp, weights.mask) > 0:
         pose = cfg.data.task == "pose" and reference is not None
         flow = losses.flow_terms(real, fake, reference, previous,
                                  label=batch["labels"][:, t] if pose else None,
@@ -166,16 +170,24 @@ def weighted_total(terms: dict[str, torch.Tensor], weights: losses.LossWeights) 
 
 def update_discriminators(nets: Nets, batch: dict, t: int, out, past: list[torch.Tensor], cfg: TrainConfig,
                           where: str, last_checkpoint: Path | None) -> dict:
-    """One D update on frame t generated as `out` (detached); returns its terms."""
+    """One D update on frame t generated as `out` (detached); returns its terms (none when no D judged it)."""
+    if nets.opt_D is None:
+        return {}
     with nets.autocast():
         terms = discriminator_terms(nets.D, batch, t, out.fake_images.detach(), past, reference_index(out), cfg,
                                     for_discriminator=True)
-        terms["D/total"] = sum(terms.values())
+    # No terms: the only Ds are temporal ones with no window yet, or region ones that found no region here. With
+    # data parallel this rank still joins the others' all-reduces, with no gradient of its own.
+    if not terms and nets.world == 1:
+        return {}
+    terms["D/total"] = sum(terms.values()) if terms else torch.zeros((), device=nets.device)
     check_finite(terms, "D/total", where, last_checkpoint, nets.world)
     nets.opt_D.zero_grad(set_to_none=True)
-    backward(terms["D/total"], nets.scaler)
+    if terms["D/total"].requires_grad:
+        backward(terms["D/total"], nets.scaler)
     average_gradients(list(nets.D.parameters()), nets.world)
-    optimizer_step(nets.opt_D, nets.scaler)
+    if any(p.grad is not None for p in nets.D.parameters()):
+        optimizer_step(nets.opt_D, nets.scaler)
     return terms
 
 

@@ -21,17 +21,23 @@ from vid2vid.training.config import TrainConfig, make_generator
 
 
 class Discriminators(torch.nn.Module):
+    """The discriminators a config trains. One whose GAN weight is 0 is not built, as imaginaire gates its D on
+    the weight: no D update, and no GAN or feature-matching term for G (a zero weight skips the work, not only
+    the sum)."""
+
     def __init__(self, cfg: TrainConfig):
         super().__init__()
-        dcfg, few_shot = cfg.discriminator, cfg.few_shot
-        self.image = MultiScalePatchDiscriminator.from_config(
-            image_input_channels(cfg.data.label_channels, few_shot=few_shot), dcfg.image)
-        self.temporal = TemporalDiscriminator.from_config(dcfg.temporal) if dcfg.temporal.enabled else None
-        pose = cfg.data.task == "pose"
+        dcfg, few_shot, weights = cfg.discriminator, cfg.few_shot, cfg.loss.weights
+        self.image = (MultiScalePatchDiscriminator.from_config(
+            image_input_channels(cfg.data.label_channels, few_shot=few_shot), dcfg.image) if weights.gan > 0 else None)
+        self.temporal = (TemporalDiscriminator.from_config(dcfg.temporal)
+                         if dcfg.temporal.enabled and weights.temporal_gan > 0 else None)
+        regions = cfg.data.task == "pose" and weights.region_gan > 0
         # Few-shot region Ds see the crop beside the chosen reference cropped at the same box (imaginaire's face D).
         region_channels = 6 if few_shot else 3
-        self.face = RegionDiscriminator.from_config(dcfg.face, region_channels) if dcfg.face.enabled and pose else None
-        self.hands = (RegionDiscriminator.from_config(dcfg.hands, region_channels) if dcfg.hands.enabled and pose
+        self.face = (RegionDiscriminator.from_config(dcfg.face, region_channels) if dcfg.face.enabled and regions
+                     else None)
+        self.hands = (RegionDiscriminator.from_config(dcfg.hands, region_channels) if dcfg.hands.enabled and regions
                       else None)
 
 
@@ -76,9 +82,10 @@ class Nets:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
 
-def perceptual_loss(cfg: TrainConfig, device: torch.device) -> losses.PerceptualLoss | None:
-    """The config's VGG19 perceptual loss; None when its weight is 0 or no VGG19 weights are at hand."""
-    vgg = losses.load_vgg19(cfg.loss.vgg19_weights) if cfg.loss.weights.perceptual > 0 else None
+def perceptual_loss(cfg: TrainConfig, device: torch.device, required: bool = False) -> losses.PerceptualLoss | None:
+    """The config's VGG19 perceptual loss; None when its weight is 0, or (not `required`) when no VGG19 weights
+    are at hand."""
+    vgg = losses.load_vgg19(cfg.loss.vgg19_weights, required) if cfg.loss.weights.perceptual > 0 else None
     return None if vgg is None else losses.PerceptualLoss(vgg, num_scales=cfg.loss.perceptual_scales).to(device)
 
 
@@ -90,8 +97,9 @@ def build_nets(cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | 
     init_weights(D, cfg.optim.init_gain)
     opt = cfg.optim
     opt_G = torch.optim.Adam(G.parameters(), lr=opt.lr_G, betas=opt.betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=opt.lr_D, betas=opt.betas)
+    trains_a_D = next(D.parameters(), None) is not None  # not when every GAN weight is 0: L1, perceptual, flow
+    opt_D = torch.optim.Adam(D.parameters(), lr=opt.lr_D, betas=opt.betas) if trains_a_D else None
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    perceptual = perceptual_loss(cfg, device)
+    perceptual = perceptual_loss(cfg, device, required=True)
     average = ModelAverage(G, opt.ema_decay, opt.ema_start)
     return Nets(G, D, average, opt_G, opt_D, scaler, perceptual, device, amp_dtype, world)
