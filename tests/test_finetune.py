@@ -234,6 +234,11 @@ def test_generate_and_evaluate_fine_tune_from_the_command_line(run, tmp_path, ca
     assert "finetune_steps" not in metrics["results"]["K=1 finetune=0"]
     assert metrics["results"]["K=1 finetune=0"]["psnr"] != tuned["psnr"]
     assert (report / "frames_K1_finetune2.png").is_file()
+    # The note says what ran (it once described another procedure: "each reference in turn the target").
+    assert ("fine-tuning: a copy of the model tuned for 2 steps on each sequence's references before rendering it "
+            "(vid2vid.finetune: at each step one reference drawn at random is the target, rolled and flipped, with "
+            "all K references as the few-shot set; one update of the generator alone, L1 in place of the "
+            "adversarial terms, learning rate 1e-05; seconds per sequence in the results)") in metrics["notes"]
 
 
 # ------------------------------------------------------------------- a converted imaginaire checkpoint

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -308,3 +309,27 @@ def test_a_resume_past_ema_start_averages_as_the_uninterrupted_run(dancers, tmp_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     g = load_file(straight.last_checkpoint / "generator.safetensors")
     assert any(not torch.equal(a[k], g[k]) for k in a if k in g)  # past ema_start: an average, not a copy
+
+
+# ---------------------------------------------------------------------------- the loader's time in the log
+
+
+def test_the_log_says_how_long_each_iteration_waited_for_its_data(dancers, tmp_path, monkeypatch):
+    """`data_wait_s`: the seconds an iteration spent waiting for the loader, a share of the iteration's time. A
+    loader made 0.2 s slower an item shows up there."""
+    import vid2vid.train as training
+
+    slow = training.VideoClips.__getitem__
+
+    def slower(self, index):
+        time.sleep(0.2)
+        return slow(self, index)
+
+    monkeypatch.setattr(training.VideoClips, "__getitem__", slower)
+    cfg = tiny_train_config(dancers, schedule={"iterations": 2, "batch_size": 1},
+                            run={"log_every": 1, "image_every": 100, "checkpoint_every": 2})
+    result = train(cfg, tmp_path / "run", progress=False)
+    for entry in result.history:
+        assert 0.2 <= entry["data_wait_s"] < 1 / entry["iterations_per_s"], entry
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [line["data_wait_s"] for line in logged] == [entry["data_wait_s"] for entry in result.history]

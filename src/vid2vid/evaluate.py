@@ -372,6 +372,19 @@ figcaption {{ color: #666; font-size: 90%; }} code {{ background: #f3f3f3; paddi
 # ------------------------------------------------------------------------------------------------- main
 
 
+def finetuning_note(tunings: list[int], lr: float | None, adversarial: bool) -> str:
+    """What the fine-tuning of this evaluation did, in the words of metrics.json."""
+    from vid2vid.finetune import DEFAULT_LR
+
+    update = ("the discriminators, then the generator, with the recipe's losses" if adversarial else
+              "the generator alone, L1 in place of the adversarial terms")
+    steps = ", ".join(str(n) for n in tunings if n)
+    return (f"fine-tuning: a copy of the model tuned for {steps} steps on each sequence's references before "
+            "rendering it (vid2vid.finetune: at each step one reference drawn at random is the target, rolled and "
+            f"flipped, with all K references as the few-shot set; one update of {update}, learning rate "
+            f"{lr or DEFAULT_LR:g}; seconds per sequence in the results)")
+
+
 def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list[int] | None = None, *,
              references: str | Path | None = None, sequences: list[str] | None = None,
              max_frames: int | None = None, size: tuple[int, int] | None = None,
@@ -443,9 +456,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
         if few_shot else [("all", None, 0)]
     tuning_seconds: dict[str, list[float]] = {}
     if max(tunings) > 0:
-        notes.append("fine-tuning: a copy of the model tuned on each sequence's references before rendering it "
-                     "(vid2vid.finetune: each reference in turn the target, rolled and flipped, the others the "
-                     "few-shot set; seconds per sequence in the results)")
+        notes.append(finetuning_note(tunings, finetune_lr, finetune_adversarial))
 
     def tuner(key: str, steps: int):
         if not steps:

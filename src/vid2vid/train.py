@@ -113,7 +113,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
     bar = tqdm(total=cfg.schedule.iterations, initial=start, desc="train", unit="it",
                disable=not (progress and ranks.main))
     started = tick = time.perf_counter()
-    tick_iteration = start
+    tick_iteration, waited = start, 0.0  # waited: seconds spent waiting for the loader since the last log line
     try:
         for iteration in range(start, cfg.schedule.iterations):
             now = (clip_length_at(iteration, cfg.data, cfg.schedule), size_at(iteration, cfg.data, cfg.schedule))
@@ -125,7 +125,10 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
                 batches = iter(DataLoader(dataset, batch_size=cfg.schedule.batch_size, sampler=sampler,
                                           num_workers=cfg.run.num_workers))
             seed_iteration(cfg.run.seed, iteration, ranks.rank)
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
+            asked = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - asked
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             batch = with_references(batch, references_at(cfg.run.seed, iteration, cfg.data))
             factor = lr_factor(iteration, cfg.optim, cfg.schedule)
             for group in nets.opt_G.param_groups:
@@ -145,12 +148,14 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
                 seconds = time.perf_counter() - tick
                 values = {f"loss/{name}": value for name, value in record.means().items()}
                 values.update({"clip_length": stage[0], "height": stage[1][0], "width": stage[1][1],
-                               "lr_G": cfg.optim.lr_G * factor, "iterations_per_s": (done - tick_iteration) / seconds})
+                               "lr_G": cfg.optim.lr_G * factor, "iterations_per_s": (done - tick_iteration) / seconds,
+                               # a loader that cannot keep up shows here first (on a fast GPU: the teacher flows)
+                               "data_wait_s": waited / (done - tick_iteration)})
                 log.scalars(done, values)
                 result.history.append({"iteration": done, **values})
                 bar.set_postfix(G=f"{values['loss/G/total']:.3f}", D=f"{values.get('loss/D/total', 0):.3f}", T=stage[0],
                                 size=f"{stage[1][0]}x{stage[1][1]}")
-                tick, tick_iteration = time.perf_counter(), done
+                tick, tick_iteration, waited = time.perf_counter(), done, 0.0
             if done % cfg.run.image_every == 0:
                 log.image(done, record.picture(batch))
             if ranks.main and (done % cfg.run.checkpoint_every == 0 or last):
