@@ -333,3 +333,29 @@ def test_the_log_says_how_long_each_iteration_waited_for_its_data(dancers, tmp_p
         assert 0.2 <= entry["data_wait_s"] < 1 / entry["iterations_per_s"], entry
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [line["data_wait_s"] for line in logged] == [entry["data_wait_s"] for entry in result.history]
+
+
+# ------------------------------------------------ the loader computes teacher flows only for references kept
+
+
+def test_the_loader_loads_only_the_references_each_iteration_keeps(dancers, tmp_path, monkeypatch):
+    """num_references 3, min_references 1: K is drawn per iteration, and the sampler tells the dataset, so the
+    reference teacher flows (DIS, ~57 ms a pair at 512x256) are computed for the K kept only. The kept references
+    are those the full load gives first. Reverted the sampler's K: every item computed 3 references' flows."""
+    import vid2vid.data.datasets as datasets
+    from vid2vid.train import references_at
+
+    cfg = tiny_train_config(dancers, data={"num_references": 3, "min_references": 1},
+                            schedule={"iterations": 6, "batch_size": 1},
+                            run={"log_every": 1, "image_every": 100, "checkpoint_every": 6})
+    clips = VideoClips(cfg.data_root, cfg.data, seed=cfg.run.seed)
+    whole, first = clips[5], clips[(5, 1)]
+    assert torch.equal(first["ref_images"], whole["ref_images"][:1])
+    assert torch.equal(first["ref_flow"], whole["ref_flow"][:, :1]) and torch.equal(first["images"], whole["images"])
+
+    flows = datasets.reference_flows
+    counted = []
+    monkeypatch.setattr(datasets, "reference_flows", lambda *a: counted.append(a[2].shape[0]) or flows(*a))
+    train(cfg, tmp_path / "run", progress=False)
+    wanted = [references_at(cfg.run.seed, iteration, cfg.data) for iteration in range(6)]
+    assert counted == wanted and len(set(wanted)) > 1, (counted, wanted)

@@ -121,7 +121,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
                 stage = now
                 dataset.set_clip_length(now[0])
                 dataset.cfg.size = now[1]
-                sampler = ClipIndices(iteration, cfg.schedule.batch_size, ranks.rank, ranks.world)
+                sampler = ClipIndices(iteration, cfg.schedule.batch_size, ranks.rank, ranks.world,
+                                      references=lambda it: references_at(cfg.run.seed, it, cfg.data))
                 batches = iter(DataLoader(dataset, batch_size=cfg.schedule.batch_size, sampler=sampler,
                                           num_workers=cfg.run.num_workers))
             seed_iteration(cfg.run.seed, iteration, ranks.rank)
@@ -205,7 +206,8 @@ def references_at(seed: int, iteration: int, data) -> int:
 
 
 def with_references(batch: dict, k: int) -> dict:
-    """The batch with its first k references (and their teacher flows) only: the dataset loads num_references."""
+    """The batch with its first k references (and their teacher flows) only. The trainer's sampler already has the
+    dataset load k; this keeps a batch loaded with more (by index alone) right."""
     if "ref_images" not in batch or batch["ref_images"].shape[1] == k:
         return batch
     batch = {**batch, "ref_labels": batch["ref_labels"][:, :k], "ref_images": batch["ref_images"][:, :k]}

@@ -330,10 +330,14 @@ class VideoClips(Dataset):
         others = [i for i in range(len(sequence)) if i < start or i >= start + span]
         return sequence, clip, spread_references(others, cfg.num_references, rng)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        """Sample `item`: an index, or (index, K) to load only the first K of its num_references references (the
+        trainer's sampler says the K of each iteration, so that no reference is loaded, cut and given teacher
+        flows only to be dropped). The references kept are the same either way."""
+        index, k = item if isinstance(item, tuple) else (item, self.cfg.num_references)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         sequence, clip, refs = self.choose(rng)
-        return self.load(sequence, clip, refs, rng)
+        return self.load(sequence, clip, refs[:k], rng)
 
     def load(self, sequence: Sequence, clip: list[int], refs: list[int], rng: np.random.Generator | None) -> dict:
         """The sample for given frame indices; rng None means no random augmentation."""

@@ -4,6 +4,7 @@ replica's weights broadcast at start."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -91,14 +92,21 @@ def from_rank(value, rank: int, world: int):
 
 
 class ClipIndices(Sampler):
-    """Dataset indices for batches first_batch, first_batch + 1, ... on this rank, without end."""
+    """Dataset indices for batches first_batch, first_batch + 1, ... on this rank, without end; with
+    `references` (batch -> K), (index, K) pairs, so that the dataset loads only the references a batch keeps."""
 
-    def __init__(self, first_batch: int, batch_size: int, rank: int, world: int):
+    def __init__(self, first_batch: int, batch_size: int, rank: int, world: int,
+                 references: Callable[[int], int] | None = None):
         self.first_batch, self.batch_size, self.rank, self.world = first_batch, batch_size, rank, world
+        self.references = references
 
     def __iter__(self):
         batch = self.first_batch
         while True:
             start = (batch * self.world + self.rank) * self.batch_size
-            yield from range(start, start + self.batch_size)
+            if self.references is None:
+                yield from range(start, start + self.batch_size)
+            else:
+                k = self.references(batch)
+                yield from ((i, k) for i in range(start, start + self.batch_size))
             batch += 1
