@@ -96,15 +96,15 @@ def test_each_reference_is_framed_as_it_would_be_alone(synth_root):
     frames = [clips.working_frame(sequence, i, False) for i in range(len(sequence))]
     boxes = [clips.crop_box([f], [clips.render(f, None, ())], None, (1.0, 1.0), reference=True) for f in frames]
     i, j = next((i, j) for i in range(len(boxes)) for j in range(i) if boxes[i] != boxes[j])  # framed apart
-    labels, images = clips.references(sequence, [i, j])
+    labels, images, _ = clips.references(sequence, [i, j])
     for position, index in enumerate((i, j)):
-        alone_labels, alone_images = clips.references(sequence, [index])
+        alone_labels, alone_images, _ = clips.references(sequence, [index])
         assert torch.equal(labels[position], alone_labels[0]) and torch.equal(images[position], alone_images[0])
     sample = clips.load(sequence, [0], [i, j], None)
     assert torch.equal(sample["ref_labels"], labels) and torch.equal(sample["ref_images"], images)
 
     together = VideoClips(synth_root / "dancers", replace(cfg, reference_crop="together"))
-    _, together_images = together.references(sequence, [i, j])
+    _, together_images, _ = together.references(sequence, [i, j])
     assert not torch.equal(together_images, images)  # one of the two is cut in the other's box
     with pytest.raises(ValueError, match="reference_crop must be 'each' or 'together'"):
         DataConfig(task="pose", reference_crop="first")

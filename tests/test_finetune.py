@@ -35,8 +35,8 @@ def run(tmp_path_factory):
     model = load_for_inference(checkpoint, torch.device("cpu"))
     cfg = data_config_for(checkpoint, model, None)
     clips = VideoClips(root / "refs", cfg)
-    labels, images = clips.references(clips.sequences[0], [0, 4])
-    return checkpoint, model, References(labels[None], images[None]), root
+    labels, images, keypoints = clips.references(clips.sequences[0], [0, 4])
+    return checkpoint, model, References(labels[None], images[None], keypoints[None]), root
 
 
 def reconstruction_error(model, refs: References) -> float:
@@ -125,7 +125,7 @@ def test_roll_and_flip_moves_label_and_image_together():
     rng = torch.Generator().manual_seed(0)
     shifts = set()
     for _ in range(20):
-        rolled_label, rolled_image = roll_and_flip(label, image, rng)
+        rolled_label, rolled_image, _ = roll_and_flip(label, image, rng)
         found = [(dy, dx, flip) for dy in range(-2, 3) for dx in range(-2, 3) for flip in (False, True)
                  if torch.equal(rolled_label, _moved(label, dy, dx, flip))]
         assert len(found) == 1
@@ -143,7 +143,7 @@ def test_rescale_zooms_label_and_image_alike_about_the_centre():
     rng = torch.Generator().manual_seed(0)
     sides = []
     for _ in range(10):
-        zoomed_label, zoomed_image = rescale(label, image, rng, amount=0.15)
+        zoomed_label, zoomed_image, _ = rescale(label, image, rng, amount=0.15)
         assert set(zoomed_label.unique().tolist()) <= {-1.0, 0.5}  # nearest: no colour the pose map did not have
         side = int((zoomed_label[0, 0] > 0).any(0).sum())
         sides.append(side)
@@ -151,6 +151,89 @@ def test_rescale_zooms_label_and_image_alike_about_the_centre():
         assert abs(float(rows.float().mean()) - 31.5) <= 0.5  # about the centre
         assert abs(int(((zoomed_image[0, 0] > -0.25).any(0)).sum()) - side) <= 1
     assert 16 * 0.85 - 1 <= min(sides) < 16 < max(sides) <= 16 * 1.15 + 1
+
+
+def _dot_image(points: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(1, N, H, W): channel n is 1 at keypoint n's pixel, 0 elsewhere."""
+    image = torch.zeros(1, len(points), h, w)
+    for n, (x, y, _) in enumerate(points.tolist()):
+        image[0, n, round(y), round(x)] = 1
+    return image
+
+
+def test_keypoints_move_with_the_pixels_under_roll_flip_and_zoom():
+    """Each point is drawn as a dot on its own channel; after the augmentation the dot must lie where the moved
+    point says (to the pixel for a roll and flip, within a pixel for a zoom); unseen points stay (0, 0, 0) and a
+    point zoomed out of the frame becomes unseen. Reverted to a roll without the flip's mirror (x kept), 10 of 20
+    draws put the point elsewhere; a zoom about the corner (x * zoom) misses the blob's centre by 1.3 px."""
+    h, w = 48, 40
+    points = torch.tensor([[[3.0, 5.0, 0.9], [20.0, 30.0, 0.5], [39.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])
+    image = _dot_image(points[0], h, w)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        _, rolled, moved = roll_and_flip(image[:, :1], image, rng, points)
+        for n in range(3):
+            y, x = divmod(int(rolled[0, n].argmax()), w)
+            assert (x, y) == (round(float(moved[0, n, 0])), round(float(moved[0, n, 1])))
+            assert moved[0, n, 2] == points[0, n, 2]
+        assert torch.equal(moved[0, 3], torch.zeros(3))
+    blob = torch.tensor([[[14.0, 20.0, 1.0], [25.0, 28.0, 0.7], [0.0, 0.0, 0.0]]])
+    image = torch.nn.functional.avg_pool2d(_dot_image(blob[0], h, w), 5, 1, 2)  # a 5x5 square: its mean is robust
+    for _ in range(10):
+        _, zoomed, moved = rescale(image[:, :1], image, rng, amount=0.15, points=blob)
+        for n in range(2):
+            weight = zoomed[0, n].clamp(min=0)
+            ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                    indexing="ij")
+            centre = ((weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum())
+            assert abs(float(centre[0] - moved[0, n, 0])) < 0.5 and abs(float(centre[1] - moved[0, n, 1])) < 0.5
+        assert torch.equal(moved[0, 2], torch.zeros(3))
+    edge = torch.tensor([[[39.4, 10.0, 1.0]]])
+    zooms = [rescale(image[:, :1], image, torch.Generator().manual_seed(s), points=edge)[2] for s in range(8)]
+    assert any(float(z[0, 0, 2]) == 0 for z in zooms) and any(float(z[0, 0, 2]) == 1 for z in zooms)
+
+
+def test_adversarial_fine_tuning_uses_the_face_discriminator_at_the_targets_face_box(run, monkeypatch):
+    """With the references' keypoints (as generate and evaluate load them) every adversarial step runs the face D
+    on the box face_box finds on the rolled and flipped target's keypoints, as training does on its frames, and
+    the face D's weights move. Reverted (the batch without keypoints): the face D is never called (0 of 3 steps)."""
+    import vid2vid.training.frame_step as frame_step
+    from vid2vid.models.discriminators import face_box
+
+    checkpoint, model, refs, _ = run
+    assert refs.keypoints is not None and float(refs.keypoints[..., 2].max()) > 0
+    calls = []
+    real_region_boxes = frame_step.region_boxes
+
+    def spy(keypoints, size, kind, crop_size):
+        boxes, index = real_region_boxes(keypoints, size, kind, crop_size)
+        if kind == "face":
+            calls.append((keypoints.clone(), boxes))
+        return boxes, index
+    monkeypatch.setattr(frame_step, "region_boxes", spy)
+    cfg, discriminators = training_setup(checkpoint, model, torch.device("cpu"))
+    assert discriminators.face is not None
+    before = {n: p.clone() for n, p in discriminators.face.named_parameters()}
+    tuned_face = {}
+    real_deepcopy = __import__("copy").deepcopy
+
+    def keep_copy(x, *args):
+        copied = real_deepcopy(x, *args)
+        if x is discriminators:
+            tuned_face["D"] = copied
+        return copied
+    monkeypatch.setattr("vid2vid.finetune.copy.deepcopy", keep_copy)
+    finetune(model, refs, 3, cfg=cfg, discriminators=discriminators, seed=2)
+    steps_with_face = len(calls) // 2  # the D step and the G step each find the boxes
+    assert steps_with_face == 3
+    targets = {tuple(k[:, 2].tolist()) for k in refs.keypoints[0]}
+    for keypoints, boxes in calls:
+        assert tuple(keypoints[0, :, 2].tolist()) in targets  # a reference's own points, moved
+        expected = face_box(keypoints[0, :25], tuple(refs.images.shape[-2:]))
+        assert boxes is not None and boxes[0].tolist() == list(expected)
+    moved = {n for n, p in tuned_face["D"].face.named_parameters() if not torch.equal(p, before[n])}
+    assert moved, "the face D did not train"
+    assert all(torch.equal(p, before[n]) for n, p in discriminators.face.named_parameters())  # the given D stays
 
 
 def test_recolour_changes_target_and_references_alike_and_stays_in_range():

@@ -75,12 +75,12 @@ def render_sequence(model, cfg: DataConfig, root: Path, sequence: Sequence, k: i
         ref_sequence = reference_sequence(scan(ref_root, cfg.task), sequence.name)
         if ref_sequence is None:
             raise DataError(f"{ref_root}: no sequence {sequence.name} (or a prefix of it) to take references from")
-        ref_labels, ref_images = VideoClips(ref_root, cfg).references(
+        ref_labels, ref_images, ref_keypoints = VideoClips(ref_root, cfg).references(
             ref_sequence, reference_indices(len(ref_sequence), k))
-        refs = References(ref_labels[None], ref_images[None])
+        refs = References(ref_labels[None], ref_images[None], None if ref_keypoints is None else ref_keypoints[None])
         rendered.references = [to_uint8(x) for x in ref_images]
         if tune is not None:
-            model = tune(model, References(refs.labels.to(device), refs.images.to(device)))
+            model = tune(model, refs.to(device))
     stream = VideoClips(root, cfg).stream(sequence, max_frames)
     for result, item in generate_frames(model, stream, refs, device, amp_dtype):
         rendered.results.append(result)

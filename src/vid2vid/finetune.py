@@ -8,7 +8,9 @@ one-reference path that leaving the target out would tune). The roll and flip ke
 its reference. The update: with `adversarial` (imaginaire's way, when the checkpoint has discriminators) the
 discriminators, then the generator, with the recipe's losses and weights; by default the generator alone, L1 in
 place of the adversarial terms: on our CPU models the discriminators of a short run gained nothing (-0.03 dB at
-K = 4; -0.15 at 3e-5) where L1 gained 0.3-0.9 (docs/RESULTS.md, study 4 on turning dancers). Only the layers
+K = 4; -0.15 at 3e-5) where L1 gained 0.3-0.9 (docs/RESULTS.md, study 4 on turning dancers). The face and hand
+Ds, where the recipe has them, judge the boxes found on the target's keypoints (the references' own, moved with the
+roll, flip and zoom), as training judges its frames'. Only the layers
 imaginaire fine-tunes move: the weight generator's MLP heads (imaginaire's `weight_generator.fc*`), the image
 decoder (`up*`) and the output conv (`conv_img`); in our names `weight_generator.heads.*`, `decoder.*` and
 `to_image.*`. The loaded model is never changed: a copy is tuned.
@@ -102,9 +104,11 @@ def save_discriminators(folder: str | Path, training: dict, discriminators: Disc
     atomic_write_bytes(folder / TRAINING_CONFIG, yaml.safe_dump(training, sort_keys=False).encode())
 
 
-def roll_and_flip(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def roll_and_flip(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator,
+                  points: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The same random shift (up to 1/16 of the height and width, either way, wrapping round) and, half the time,
-    horizontal flip of a (B, C, H, W) label and image: imaginaire's random_roll."""
+    horizontal flip of a (B, C, H, W) label and image: imaginaire's random_roll. points (B, N, 3), keypoints
+    (x, y, confidence) in pixels of the image, move with its pixels (None stays None; unseen points stay 0)."""
     h, w = label.shape[-2:]
     dy = int(torch.randint(-(h // 16), h // 16 + 1, (), generator=rng))
     dx = int(torch.randint(-(w // 16), w // 16 + 1, (), generator=rng))
@@ -113,17 +117,28 @@ def roll_and_flip(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator
     def move(x):
         x = x.roll((dy, dx), dims=(-2, -1))
         return x.flip(-1) if flip else x
-    return move(label), move(image)
+
+    def move_points(p):
+        x, y = (p[..., 0] + dx) % w, (p[..., 1] + dy) % h
+        x = w - 1 - x if flip else x
+        return _only_seen(torch.stack([x, y, p[..., 2]], dim=-1), p)
+    return move(label), move(image), None if points is None else move_points(points)
+
+
+def _only_seen(moved: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    return torch.where(points[..., 2:] > 0, moved, torch.zeros_like(moved))
 
 
 AUGMENTATIONS = ("roll", "photo")
 
 
-def rescale(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator, amount: float = 0.15
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def rescale(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator, amount: float = 0.15,
+            points: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The same random zoom about the centre (by 1 - amount .. 1 + amount) of a (B, C, H, W) label (nearest
     samples, so a pose map keeps its colours) and image (bilinear), edges repeated: a crop jitter of the photo, so
-    that a target is not its reference at the same scale."""
+    that a target is not its reference at the same scale. points (B, N, 3) move with the pixels; a point zoomed
+    out of the frame is no longer seen (0)."""
+    h, w = label.shape[-2:]
     zoom = 1 + amount * (2 * float(torch.rand((), generator=rng)) - 1)
     theta = torch.tensor([[1 / zoom, 0, 0], [0, 1 / zoom, 0]], dtype=torch.float32, device=label.device)
     grid = torch.nn.functional.affine_grid(theta[None].expand(label.shape[0], 2, 3), list(label.shape),
@@ -132,7 +147,16 @@ def rescale(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator, amou
     def sample(x, mode):
         return torch.nn.functional.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode="border",
                                                align_corners=False)
-    return sample(label, "nearest"), sample(image, "bilinear")
+
+    def move_points(p):
+        # Output pixel j samples the input at u / zoom, u = (2j + 1) / size - 1 (align_corners False): a point at
+        # input u appears at zoom * u.
+        x = (zoom * ((2 * p[..., 0] + 1) / w - 1) + 1) * w / 2 - 0.5
+        y = (zoom * ((2 * p[..., 1] + 1) / h - 1) + 1) * h / 2 - 0.5
+        inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
+        moved = torch.stack([x, y, p[..., 2] * inside], dim=-1)
+        return _only_seen(moved, moved)
+    return sample(label, "nearest"), sample(image, "bilinear"), None if points is None else move_points(points)
 
 
 def recolour(images: list[torch.Tensor], rng: torch.Generator) -> list[torch.Tensor]:
@@ -200,14 +224,17 @@ def finetune(model: torch.nn.Module, references: References, steps: int = DEFAUL
     bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress)
     for i in bar:
         target = int(torch.randint(k, (), generator=rng))
-        label, image = roll_and_flip(references.labels[:, target], references.images[:, target], rng)
+        points = None if references.keypoints is None else references.keypoints[:, target]
+        label, image, points = roll_and_flip(references.labels[:, target], references.images[:, target], rng, points)
         ref_labels, ref_images = references.labels, references.images
         if augment == "photo":
-            label, image = rescale(label, image, rng)
+            label, image, points = rescale(label, image, rng, points=points)
             image, ref_images = recolour([image, ref_images], rng)
         ref_flow, ref_confidence = reference_flows(label, image, ref_labels[0], ref_images[0], cfg.data.task)
         batch = {"labels": label[:, None], "images": image[:, None], "ref_labels": ref_labels,
                  "ref_images": ref_images, "ref_flow": ref_flow[None], "ref_flow_confidence": ref_confidence[None]}
+        if points is not None:  # the face (and hand) Ds judge the target's boxes, found as training finds them
+            batch["keypoints"] = points[:, None]
         with nets.autocast():
             out = step(G, label, new_history(G), References(ref_labels, ref_images))
         where = f"fine-tuning step {i}"

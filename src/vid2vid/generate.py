@@ -137,16 +137,18 @@ def _say_people(path: Path, root: Path, sequence: str) -> None:
 
 
 def load_references(locations, cfg: DataConfig) -> References:
-    labels, images = [], []
+    labels, images, keypoints = [], [], []
     for root, name, frame in locations:
         sequence = next((s for s in scan(root, cfg.task) if s.name == name), None)
         if sequence is None or frame not in sequence.frames:
             raise DataError(f"{root}: no frame {name}/{frame} in this dataset")
         clips = VideoClips(root, cfg)
-        ref_labels, ref_images = clips.references(sequence, [sequence.frames.index(frame)])
+        ref_labels, ref_images, ref_keypoints = clips.references(sequence, [sequence.frames.index(frame)])
         labels.append(ref_labels)
         images.append(ref_images)
-    return References(torch.cat(labels)[None], torch.cat(images)[None])
+        keypoints.append(ref_keypoints)
+    points = torch.cat(keypoints)[None] if all(k is not None for k in keypoints) else None
+    return References(torch.cat(labels)[None], torch.cat(images)[None], points)
 
 
 def generate_frames(model, frames: Iterator[dict], refs: References | None, device: torch.device,
@@ -155,7 +157,7 @@ def generate_frames(model, frames: Iterator[dict], refs: References | None, devi
     model.reset()
     history = new_history(model)
     if refs is not None:
-        refs = References(refs.labels.to(device), refs.images.to(device))
+        refs = refs.to(device)
     for item in frames:
         label = item["label"][None].to(device)
         with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
@@ -243,7 +245,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         if finetune_steps:
             from vid2vid.finetune import finetune_checkpoint_model
 
-            refs = References(refs.labels.to(torch_device), refs.images.to(torch_device))
+            refs = refs.to(torch_device)
             if on_finetune is not None:
                 on_finetune(0, finetune_steps)
             tuned = finetune_checkpoint_model(

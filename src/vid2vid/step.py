@@ -19,6 +19,11 @@ from vid2vid.models.vid2vid import Vid2VidOutput
 class References:
     labels: torch.Tensor  # (B, K, C, H, W)
     images: torch.Tensor  # (B, K, 3, H, W)
+    keypoints: torch.Tensor | None = None  # (B, K, 67, 3) pose keypoints in output pixels: fine-tuning's region Ds
+
+    def to(self, device: torch.device) -> References:
+        move = None if self.keypoints is None else self.keypoints.to(device)
+        return References(self.labels.to(device), self.images.to(device), move)
 
 
 @dataclass

@@ -373,28 +373,39 @@ class VideoClips(Dataset):
                               for f in ref_frames]
             ref_frames = [resize_frame(f, self.fit_scale(f)) for f in ref_frames]
             ref_labels = [self.render(f, augment, dropped) for f in ref_frames]
-            sample["ref_labels"], sample["ref_images"] = self.crop_references(ref_frames, ref_labels, augment,
-                                                                               face_scale)
+            boxes = self.reference_boxes(ref_frames, ref_labels, augment, face_scale)
+            sample["ref_labels"], sample["ref_images"] = self.crop_references(ref_frames, ref_labels, boxes)
             if cfg.teacher_flow:
                 sample["ref_flow"], sample["ref_flow_confidence"] = reference_flows(
                     sample["labels"], sample["images"], sample["ref_labels"], sample["ref_images"], cfg.task)
         return sample
 
-    def references(self, sequence: Sequence, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference labels (K, C, H, W) and images (K, 3, H, W) of given frames, without augmentation."""
+    def references(self, sequence: Sequence, indices: list[int]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Reference labels (K, C, H, W), images (K, 3, H, W) and, for pose data, keypoints (K, 67, 3) in output
+        pixels (else None) of given frames, without augmentation: the keypoints give fine-tuning the face and hand
+        boxes training finds on its targets."""
         frames = [self.working_frame(sequence, i, False) for i in indices]
         frames = [resize_frame(f, self.fit_scale(f)) for f in frames]
-        return self.crop_references(frames, [self.render(f, None, ()) for f in frames], None, (1.0, 1.0))
+        labels = [self.render(f, None, ()) for f in frames]
+        boxes = self.reference_boxes(frames, labels, None, (1.0, 1.0))
+        ref_labels, ref_images = self.crop_references(frames, labels, boxes)
+        if self.cfg.task != "pose":
+            return ref_labels, ref_images, None
+        size = self.cfg.size
+        keypoints = [keypoints_in_box(f.people or [], b, size) for f, b in zip(frames, boxes, strict=True)]
+        return ref_labels, ref_images, torch.stack(keypoints)
 
-    def crop_references(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
-                        face_scale: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Labels (K, C, H, W) and images (K, 3, H, W) of reference frames, each in its own box (reference_crop
-        "each") or all in one ("together")."""
+    def reference_boxes(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
+                        face_scale: tuple[float, float]) -> list[render.CropBox]:
+        """The box of each reference frame: its own (reference_crop "each") or one around all ("together")."""
         if self.cfg.reference_crop == "together":
-            boxes = [self.crop_box(frames, labels, rng, face_scale, reference=True)] * len(frames)
-        else:
-            boxes = [self.crop_box([f], [x], rng, face_scale, reference=True)
-                     for f, x in zip(frames, labels, strict=True)]
+            return [self.crop_box(frames, labels, rng, face_scale, reference=True)] * len(frames)
+        return [self.crop_box([f], [x], rng, face_scale, reference=True) for f, x in zip(frames, labels, strict=True)]
+
+    def crop_references(self, frames: list[Frame], labels: list[np.ndarray], boxes: list[render.CropBox]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels (K, C, H, W) and images (K, 3, H, W) of reference frames, each cut at its box."""
         size, nearest = self.cfg.size, self.nearest_labels
         return (torch.stack([to_tensor(crop_resize(x, b, size, nearest)) for x, b in zip(labels, boxes, strict=True)]),
                 torch.stack([image_to_tensor(crop_resize(f.image, b, size, False))
