@@ -46,8 +46,10 @@ def _one_clip_in_both_precisions(cfg, batch, seed=0):
 
 def test_bf16_training_iteration_is_close_to_fp32_and_warps_exactly(dancers, monkeypatch):
     """One iteration from the same weights in fp32 and under bf16 autocast, learning rates 0 so that every frame
-    is judged by the same Ds in both: every term (mean over the clip's frames) within 2 % or 0.01 absolute
-    (measured: 0.0035 at most, on G/fm_temporal0). With the recipe's rates the Ds drift apart within the clip in
+    is judged by the same Ds in both: every term (mean over the clip's frames) within 3 bf16 epsilons (2^-7 each)
+    relative, or one epsilon absolute for a term near 0: autocast rounds an op's inputs, weights and output once
+    each, and the errors of successive layers mostly cancel, so no CPU should exceed it (measured: 0.0035 at most,
+    on G/fm_temporal0). With the recipe's rates the Ds drift apart within the clip in
     their own precision (the temporal D's GAN term came 0.12 and 0.28), so there only the direction of the
     update is compared. The warped reference and previous frame equal an fp32 warp of their sources by the
     predicted (fp32) flows."""
@@ -71,9 +73,10 @@ def test_bf16_training_iteration_is_close_to_fp32_and_warps_exactly(dancers, mon
     assert terms32.keys() == terms16.keys()
     assert "G/gan_temporal0" in terms32
     assert any(terms16[name] != terms32[name] for name in terms32), "bf16 autocast did not run"
+    eps = torch.finfo(torch.bfloat16).eps
     for name in terms32:
-        assert abs(terms16[name] - terms32[name]) <= max(0.02 * abs(terms32[name]), 0.01), (name, terms16[name],
-                                                                                            terms32[name])
+        assert abs(terms16[name] - terms32[name]) <= max(3 * eps * abs(terms32[name]), eps), (name, terms16[name],
+                                                                                              terms32[name])
     for t, out in enumerate(outs):
         assert out.fake_flow_maps[0].dtype == torch.float32
         assert torch.equal(out.warped_images[0], warp(batch["ref_images"][:, 0], out.fake_flow_maps[0]))

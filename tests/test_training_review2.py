@@ -19,7 +19,7 @@ import yaml
 from tests.conftest import tiny_train_config
 from vid2vid.data.datasets import VideoClips
 from vid2vid.data.writer import write_synthetic
-from vid2vid.train import train, train_clip
+from vid2vid.train import to_device, train, train_clip
 from vid2vid.training import TrainingError
 from vid2vid.training.distributed import average_gradients
 from vid2vid.training.frame_step import check_finite
@@ -359,3 +359,14 @@ def test_the_loader_loads_only_the_references_each_iteration_keeps(dancers, tmp_
     train(cfg, tmp_path / "run", progress=False)
     wanted = [references_at(cfg.run.seed, iteration, cfg.data) for iteration in range(6)]
     assert counted == wanted and len(set(wanted)) > 1, (counted, wanted)
+
+
+def test_keypoints_stay_on_the_host_where_the_boxes_are_read():
+    """The face and hand boxes are read from the keypoints on the host each frame, in the D step and the G step:
+    kept there, they cost no device sync (on a GPU each read was a copy back and a sync, twice a frame per region
+    D). Everything else goes to the device. Reverted (keypoints moved too): keypoints on meta."""
+    batch = {"images": torch.zeros(1, 2, 3, 4, 4), "keypoints": torch.ones(1, 2, 67, 3), "sequence": ["a"]}
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["images"].device.type == "meta"
+    assert moved["keypoints"].device.type == "cpu" and torch.equal(moved["keypoints"], batch["keypoints"])
+    assert moved["sequence"] == ["a"]

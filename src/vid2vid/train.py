@@ -129,7 +129,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
             asked = time.perf_counter()
             batch = next(batches)
             waited += time.perf_counter() - asked
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = to_device(batch, device)
             batch = with_references(batch, references_at(cfg.run.seed, iteration, cfg.data))
             factor = lr_factor(iteration, cfg.optim, cfg.schedule)
             for group in nets.opt_G.param_groups:
@@ -169,6 +169,14 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
         bar.close()
         log.close()
     return result
+
+
+HOST_KEYS = ("keypoints",)  # read on the host only (the face and hand boxes): a GPU copy would sync to read back
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors on the device, except those only the host reads."""
+    return {k: v.to(device) if torch.is_tensor(v) and k not in HOST_KEYS else v for k, v in batch.items()}
 
 
 def train_clip(nets: Nets, batch: dict, cfg: TrainConfig, iteration: int = 0,
