@@ -181,7 +181,7 @@ def _ddp_worker(rank, world, port, cfg_dict, run_dir, out_dir):
     result = train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False)
     state = {k: v.detach().clone() for k, v in result.generator.state_dict().items()}
     save_file(state, os.path.join(out_dir, f"rank{rank}.safetensors"))
-    torch.distributed.destroy_process_group()
+    assert not torch.distributed.is_initialized()  # train ends the group it started (a live one can abort at exit)
 
 
 def test_two_process_data_parallel_keeps_replicas_identical(dancers, tmp_path):

@@ -57,15 +57,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     refuse_overlap([("run folder", run_dir)], [("data", cfg.data_root or None)])
     device = pick_device(cfg.run.device)
     ranks = init_distributed(device)
-    cfg = cap_clip_schedule(cfg, say=ranks.main)
-    started = ranks.main and prepare_run_dir(run_dir, cfg, resume, overwrite)
-    result = TrainResult(run_dir, 0, None)
     try:
-        return _train(cfg, run_dir, resume, progress, device, ranks, result)
-    except BaseException:
-        if started and result.iteration == 0:  # a fresh run counts its iterations from 0
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+        cfg = cap_clip_schedule(cfg, say=ranks.main)
+        started = ranks.main and prepare_run_dir(run_dir, cfg, resume, overwrite)
+        result = TrainResult(run_dir, 0, None)
+        try:
+            return _train(cfg, run_dir, resume, progress, device, ranks, result)
+        except BaseException:
+            if started and result.iteration == 0:  # a fresh run counts its iterations from 0
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+    finally:
+        ranks.close()
 
 
 def cap_clip_schedule(cfg: TrainConfig, say: bool) -> TrainConfig:

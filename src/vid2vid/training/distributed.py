@@ -16,10 +16,18 @@ from torch.utils.data import Sampler
 class Distributed:
     rank: int = 0
     world: int = 1
+    owns_group: bool = False  # this process group was made by init_distributed, and is ended by close()
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def close(self) -> None:
+        """End the process group we started: a process leaving with it alive can abort in gloo's or NCCL's
+        teardown (SIGABRT, "terminate called without an active exception"), hiding the line it stopped with."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_group = False
 
 
 def init_distributed(device: torch.device) -> Distributed:
@@ -27,9 +35,10 @@ def init_distributed(device: torch.device) -> Distributed:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Distributed()
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), world)
+    return Distributed(dist.get_rank(), world, owns_group)
 
 
 def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
