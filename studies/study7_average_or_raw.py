@@ -38,7 +38,7 @@ def trained_copy(run, out):
     load_model(trained, str(checkpoint / "generator.safetensors"))
     copy = ModelAverage(trained, decay=0.0, start=1)
     copy.update(trained)  # within `start`: a plain copy, spectral norm divided out
-    save_generator(copy.averaged, checkpoint, data=read_model_info(checkpoint).get("data"))
+    save_generator(copy.averaged, checkpoint, overwrite=True, data=read_model_info(checkpoint).get("data"))
     return checkpoint
 
 
@@ -60,6 +60,7 @@ if __name__ == "__main__":
         raise SystemExit(f"{trained}: the trained weights do not fit the average's names")
     if all(torch.equal(average[k], weights[k]) for k in average):
         raise SystemExit(f"{args.run}: the average equals the trained weights (a run shorter than ema_start?)")
+    (OUT / "reports").mkdir(parents=True, exist_ok=True)
     rows = {}
     for name, checkpoint in (("averaged", averaged), ("trained", trained)):
         report = evaluate(checkpoint, held_out, OUT / "reports" / name, [2], references=refs, overwrite=True,
