@@ -154,8 +154,7 @@ def rescale(label: torch.Tensor, image: torch.Tensor, rng: torch.Generator, amou
         x = (zoom * ((2 * p[..., 0] + 1) / w - 1) + 1) * w / 2 - 0.5
         y = (zoom * ((2 * p[..., 1] + 1) / h - 1) + 1) * h / 2 - 0.5
         inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
-        moved = torch.stack([x, y, p[..., 2] * inside], dim=-1)
-        return _only_seen(moved, moved)
+        return _only_seen(torch.stack([x, y, p[..., 2]], dim=-1), p * inside[..., None])
     return sample(label, "nearest"), sample(image, "bilinear"), None if points is None else move_points(points)
 
 

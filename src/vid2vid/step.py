@@ -22,8 +22,8 @@ class References:
     keypoints: torch.Tensor | None = None  # (B, K, 67, 3) pose keypoints in output pixels: fine-tuning's region Ds
 
     def to(self, device: torch.device) -> References:
-        move = None if self.keypoints is None else self.keypoints.to(device)
-        return References(self.labels.to(device), self.images.to(device), move)
+        """Labels and images on the device; keypoints stay on the host, where the region boxes are read."""
+        return References(self.labels.to(device), self.images.to(device), self.keypoints)
 
 
 @dataclass
