@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.bombs import png_bomb
+from tests.test_keypoints import needs_mediapipe
 from tests.test_serve import checkpoint, hold, reference_files, server, uploads_left, wait, zipped
 from vid2vid.data.writer import write_synthetic
 from vid2vid.serve import safe_name
@@ -159,6 +160,7 @@ def test_a_missing_result_file_is_a_404(server):
         assert client.get(f"/api/jobs/{status['id']}/{name}").status_code == 404
 
 
+@needs_mediapipe  # the uploaded photo has no labels: the job finds its pose
 def test_a_long_file_name_keeps_its_extension(server, checkpoint):
     """Reverted `safe_name`'s cut of the stem: a 300-character name lost its `.png` and was refused as "not an
     image"."""
