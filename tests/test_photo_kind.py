@@ -141,3 +141,68 @@ def test_training_references_are_cut_at_the_configured_rate_and_the_clip_never(t
     assert any(not np.array_equal(whole[i]["ref_images"], cut[i]["ref_images"]) for i in range(4))
     with pytest.raises(ValueError, match="reference_cut"):
         DataConfig(task="pose", reference_cut=1.5)
+
+
+def dancer_frame(tmp_path) -> Frame:
+    """A built-in dancer's first frame (64x64), read as training reads it."""
+    from vid2vid.data.datasets import read_frame
+    from vid2vid.data.layout import scan
+
+    write_synthetic("dancers", tmp_path, sequences=1, frames=2, size=SIZE, progress=False)
+    return read_frame(scan(tmp_path, "pose")[0], 0)
+
+
+def test_a_person_cut_at_the_hips_is_estimated_whole_from_the_shoulders_and_torso(tmp_path):
+    frame = dancer_frame(tmp_path)
+    person = render.largest_person(frame.people)
+    top, bottom = render.whole_person_rows(person)
+    seen = np.concatenate([person.body, person.face])
+    ys = seen[seen[:, 2] > 0, 1]
+    # Within 15% of the whole dancer's extent, and no shorter than it.
+    assert ys.max() - ys.min() <= bottom - top <= 1.15 * (ys.max() - ys.min())
+    hips = int(person.body[8, 1]) + 1
+    cut = render.largest_person(cut_frame(frame, hips).people)
+    cut_top, cut_bottom = render.whole_person_rows(cut)  # legs unseen: from the shoulders and torso alone
+    assert cut_top == pytest.approx(top) and abs(cut_bottom - ys.max()) <= 0.1 * (ys.max() - ys.min())
+    bare = render.Person(np.zeros((25, 3)), np.zeros((70, 3)), np.zeros((21, 3)), np.zeros((21, 3)))
+    assert render.whole_person_rows(bare) is None and render.whole_person_rows(None) is None
+
+
+def test_a_cut_reference_is_framed_at_the_scale_of_the_whole_person_and_padded(tmp_path):
+    """With whole_person_box an upper-body reference is drawn as large as the whole one, at the same place, with
+    background labels and the frame's border colour where the frame ends (off: the cut one is zoomed in).
+    Reverted (whole_rows ignored in person_crop_box), the shoulders come out 1.7x wider (15.2 px against 9.0)."""
+    frame = dancer_frame(tmp_path)
+    cfg = DataConfig(task="pose", size=SIZE, clip_length=1, num_references=1, fit_person_box=True,
+                     whole_person_box=True, teacher_flow=False)
+    clips = VideoClips(tmp_path, cfg)
+    person = render.largest_person(frame.people)
+    hips = int(person.body[8, 1]) + 1
+    cut = cut_frame(frame, hips)
+
+    def shoulders(f, c):
+        labels = [c.render(f, None, ())]
+        box = c.reference_boxes([f], labels, None, (1.0, 1.0))[0]
+        points = datasets_keypoints(f, box)
+        return float(np.linalg.norm(points[2, :2] - points[5, :2])), points[1], c.crop_references([f], labels, [box])
+
+    whole_width, whole_neck, _ = shoulders(frame, clips)
+    cut_width, cut_neck, (labels, images) = shoulders(cut, clips)
+    assert cut_width == pytest.approx(whole_width, rel=0.12)  # the estimate is within 11% for 9 in 10 dancers
+    assert np.abs(cut_neck[:2] - whole_neck[:2]).max() <= 1.5
+    below = int(round(float(cut_neck[1]) + (hips - person.body[1, 1]) * 64 / cut_box_height(cut, clips))) + 2
+    assert (labels[0, :, below:] == -1).all()  # no limb drawn beyond the cut
+    border = np.median(np.concatenate([cut.image[0], cut.image[-1], cut.image[:, 0], cut.image[:, -1]]), axis=0)
+    np.testing.assert_allclose(images[0, :, -1, 0].numpy(), border / 127.5 - 1, atol=1.01 / 127.5)  # uint8 fill
+    zoomed = VideoClips(tmp_path, dataclasses.replace(cfg, whole_person_box=False))
+    assert shoulders(cut, zoomed)[0] > 1.3 * whole_width
+
+
+def datasets_keypoints(frame, box):
+    from vid2vid.data.datasets import keypoints_in_box
+
+    return keypoints_in_box(frame.people, box, SIZE).numpy()
+
+
+def cut_box_height(frame, clips):
+    return clips.reference_boxes([frame], [clips.render(frame, None, ())], None, (1.0, 1.0))[0].height

@@ -59,6 +59,10 @@ class DataConfig(Settings):
     # pose, training: the chance that a reference is cut by the frame's bottom edge somewhere between the middle of
     # the torso and the ankles (a photo of the upper body or a person cut at the knees), the clip left whole.
     reference_cut: float = 0.0
+    # pose: a reference's person box fits the whole person, estimated from the shoulders and torso when the frame
+    # cuts them (render.whole_person_rows), so an upper-body photo is framed at the scale of a whole person in
+    # training; the rest of the box is padded (labels with their background).
+    whole_person_box: bool = False
 
     def __post_init__(self):
         if self.task not in ("pose", "face", "street"):
@@ -191,10 +195,11 @@ def random_reference_cut(frame: Frame, rng: np.random.Generator) -> Frame:
     return cut_frame(frame, int(rng.uniform(high, low)) + 1)
 
 
-def person_box_scale(frame: Frame, output_height: int) -> float:
+def person_box_scale(frame: Frame, output_height: int, whole: bool = False) -> float:
     """The scale (at most 1) that makes the person crop box of this frame output_height pixels high: the box is
     1.5 times the person's extent and at most the frame (render.person_crop_box with fit_person_box), estimated
-    here from the largest person's keypoints."""
+    here from the largest person's keypoints. whole: the box of the whole person (whole_person_rows), which may
+    be larger than the frame."""
     h = frame.image.shape[0]
     person = render.largest_person(frame.people or [])
     extent = 0.0
@@ -202,18 +207,36 @@ def person_box_scale(frame: Frame, output_height: int) -> float:
         points = np.concatenate([person.body, person.face, person.hand_left, person.hand_right])
         ys = points[points[:, 2] > 0, 1]
         extent = float(ys.max() - ys.min()) if ys.size else 0.0
+    rows = render.whole_person_rows(person) if whole else None
+    if rows is not None:
+        return min(1.0, output_height / (1.5 * max(extent, rows[1] - rows[0])))
     box = min(h, 1.5 * extent) if extent > 0 else h / 2
     return min(1.0, output_height / box)
 
 
-def crop_resize(array: np.ndarray, box: render.CropBox, size: tuple[int, int], nearest: bool) -> np.ndarray:
-    """array (H, W[, C]) cut to box, padded with edge values where the box leaves the array, and resized
-    to size (height, width)."""
+def border_colour(image: np.ndarray) -> np.ndarray:
+    """The median colour of an image's outermost pixels: what a whole-person box pads a photo with (the
+    backdrop, mostly, not a person's edge smeared outwards)."""
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return np.median(border, axis=0)
+
+
+def crop_resize(array: np.ndarray, box: render.CropBox, size: tuple[int, int], nearest: bool,
+                fill: float | np.ndarray | None = None) -> np.ndarray:
+    """array (H, W[, C]) cut to box, padded where the box leaves the array (with edge values, or with fill),
+    and resized to size (height, width)."""
     top, bottom, left, right = box.top, box.top + box.height, box.left, box.left + box.width
     h, w = array.shape[:2]
     pad = [(max(0, -top), max(0, bottom - h)), (max(0, -left), max(0, right - w))] + [(0, 0)] * (array.ndim - 2)
     if any(p for pair in pad for p in pair):
-        array = np.pad(array, pad, mode="edge")
+        if fill is None:
+            array = np.pad(array, pad, mode="edge")
+        else:
+            array = np.pad(array, pad, constant_values=0) if np.ndim(fill) else np.pad(array, pad, constant_values=fill)
+            if np.ndim(fill):  # a colour per channel
+                inside = np.zeros(array.shape[:2], bool)
+                inside[pad[0][0]:pad[0][0] + h, pad[1][0]:pad[1][0] + w] = True
+                array[~inside] = fill
         top, bottom, left, right = top + pad[0][0], bottom + pad[0][0], left + pad[1][0], right + pad[1][0]
     cut = array[top:bottom, left:right]
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
@@ -371,7 +394,7 @@ class VideoClips(Dataset):
             if augment is not None and cfg.reference_cut > 0 and cfg.task == "pose":
                 ref_frames = [random_reference_cut(f, augment) if augment.random() < cfg.reference_cut else f
                               for f in ref_frames]
-            ref_frames = [resize_frame(f, self.fit_scale(f)) for f in ref_frames]
+            ref_frames = [resize_frame(f, self.fit_scale(f, reference=True)) for f in ref_frames]
             ref_labels = [self.render(f, augment, dropped) for f in ref_frames]
             boxes = self.reference_boxes(ref_frames, ref_labels, augment, face_scale)
             sample["ref_labels"], sample["ref_images"] = self.crop_references(ref_frames, ref_labels, boxes)
@@ -386,7 +409,7 @@ class VideoClips(Dataset):
         pixels (else None) of given frames, without augmentation: the keypoints give fine-tuning the face and hand
         boxes training finds on its targets."""
         frames = [self.working_frame(sequence, i, False) for i in indices]
-        frames = [resize_frame(f, self.fit_scale(f)) for f in frames]
+        frames = [resize_frame(f, self.fit_scale(f, reference=True)) for f in frames]
         labels = [self.render(f, None, ()) for f in frames]
         boxes = self.reference_boxes(frames, labels, None, (1.0, 1.0))
         ref_labels, ref_images = self.crop_references(frames, labels, boxes)
@@ -407,8 +430,13 @@ class VideoClips(Dataset):
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels (K, C, H, W) and images (K, 3, H, W) of reference frames, each cut at its box."""
         size, nearest = self.cfg.size, self.nearest_labels
-        return (torch.stack([to_tensor(crop_resize(x, b, size, nearest)) for x, b in zip(labels, boxes, strict=True)]),
-                torch.stack([image_to_tensor(crop_resize(f.image, b, size, False))
+        # A whole-person box beyond a cut person: no limb drawn there (pose labels' background is -1), the photo
+        # padded with its backdrop's colour.
+        whole = self.cfg.whole_person_box and self.cfg.task == "pose"
+        return (torch.stack([to_tensor(crop_resize(x, b, size, nearest, -1.0 if whole else None))
+                             for x, b in zip(labels, boxes, strict=True)]),
+                torch.stack([image_to_tensor(crop_resize(f.image, b, size, False,
+                                                         border_colour(f.image) if whole else None))
                              for f, b in zip(frames, boxes, strict=True)]))
 
     def stream(self, sequence: Sequence, max_frames: int | None = None) -> Iterator[dict]:
@@ -445,11 +473,11 @@ class VideoClips(Dataset):
         side = self.cfg.resize_smallest_side
         return 1.0 if side is None else side / min(source_size)
 
-    def fit_scale(self, frame: Frame) -> float:
+    def fit_scale(self, frame: Frame, reference: bool = False) -> float:
         """fit_person_box: the scale that brings this frame's person box to the output size (1 when off)."""
         if not (self.cfg.fit_person_box and self.cfg.task == "pose"):
             return 1.0
-        return person_box_scale(frame, self.cfg.size[0])
+        return person_box_scale(frame, self.cfg.size[0], whole=self.cfg.whole_person_box and reference)
 
     def fit(self, frames: list[Frame]) -> list[Frame]:
         """Frames cropped with one box, scaled alike by the first one's fit_scale."""
@@ -498,8 +526,11 @@ class VideoClips(Dataset):
                                    for x in labels])
             if has_densepose:
                 foreground = foreground.any(axis=3)
+            whole = None
+            if reference and cfg.whole_person_box and len(frames) == 1:
+                whole = render.whole_person_rows(render.largest_person(frames[0].people or []))
             return render.person_crop_box(foreground, cfg.size[1] / cfg.size[0], scale, offset,
-                                          min_frame_share=0.0 if cfg.fit_person_box else 0.5)
+                                          min_frame_share=0.0 if cfg.fit_person_box else 0.5, whole_rows=whole)
         if cfg.crop == "face":
             offset = render.random_face_crop_jitter(rng, face_scale)[0] if rng is not None else (0.0, 0.0)
             return render.face_crop_box(frames[0].landmarks, (h, w), offset, face_scale)

@@ -719,8 +719,38 @@ class CropBox(NamedTuple):
     width: int
 
 
+# The built-in dancers' proportions (medians over 320 frames of `vid2vid synth dancers`), as shares of the person's
+# height: shoulder width, neck to mid-hip, and the neck's depth below the top of the person.
+SHOULDER_SHARE, TORSO_SHARE, NECK_DEPTH = 0.24, 0.29, 0.15
+
+
+def whole_person_rows(person: Person | None) -> tuple[float, float] | None:
+    """The rows (top, bottom) a person cut by the frame would span if whole: the height from the shoulder width
+    or the torso's length, whichever is longer (both only shrink when the person turns or bends), hung from the
+    neck by the built-in dancers' proportions and never shorter than the points seen. None without neck and
+    shoulders or torso."""
+    if person is None:
+        return None
+    body = person.body
+    seen = body[:, 2] > BODY_MIN_CONFIDENCE
+    if not seen[1]:
+        return None
+    heights = []
+    if seen[2] and seen[5]:
+        heights.append(float(np.linalg.norm(body[2, :2] - body[5, :2])) / SHOULDER_SHARE)
+    if seen[8]:
+        heights.append(float(np.linalg.norm(body[1, :2] - body[8, :2])) / TORSO_SHARE)
+    if not heights:
+        return None
+    points = np.concatenate([body, person.face, person.hand_left, person.hand_right])
+    ys = points[points[:, 2] > BODY_MIN_CONFIDENCE, 1]
+    neck, height = float(body[1, 1]), max(heights)
+    return min(float(ys.min()), neck - NECK_DEPTH * height), max(float(ys.max()), neck + (1 - NECK_DEPTH) * height)
+
+
 def person_crop_box(foreground: np.ndarray, aspect: float, scale: float = 1.5,
-                    offset: tuple[float, float] = (0.0, 0.0), min_frame_share: float = 0.5) -> CropBox:
+                    offset: tuple[float, float] = (0.0, 0.0), min_frame_share: float = 0.5,
+                    whole_rows: tuple[float, float] | None = None) -> CropBox:
     """The box imaginaire's few-shot pose data crops around the person (crop_person_from_data).
 
     foreground: (H, W) or (T, H, W) bool, the pixels where any of the label's first three channels is non-zero
@@ -729,7 +759,9 @@ def person_crop_box(foreground: np.ndarray, aspect: float, scale: float = 1.5,
     frame's height, at most all of it; at least scale times its width), centred on it, shifted by offset (x, y)
     in units of the box's half-size and kept inside the frame (min_frame_share: imaginaire's half of the frame;
     0 for photos of any aspect, where a tall photo would make the person small). Without foreground: a centred
-    full-height box.
+    full-height box. whole_rows (whole_person_rows): the rows the person would span if whole; the box then fits
+    the whole person, centred, and may reach outside the frame (a person cut by the frame is framed as a whole
+    one would be, the rest padded).
     Training jitter: see random_person_crop_jitter.
     """
     foreground = np.asarray(foreground, bool)
@@ -740,14 +772,19 @@ def person_crop_box(foreground: np.ndarray, aspect: float, scale: float = 1.5,
         half_w = int(height * aspect // 2)
         return CropBox(0, width // 2 - half_w, height, 2 * half_w)
     y_min, y_max, x_min, x_max = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    largest = height
+    if whole_rows is not None:
+        y_min, y_max = min(y_min, int(whole_rows[0])), max(y_max, int(round(whole_rows[1])))
+        largest = max(height, int((y_max - y_min) * scale) + 2)  # the box may leave the frame
     y_center, x_center = (y_min + y_max) // 2, (x_min + x_max) // 2
-    half_h = int(min(height, max(int(height * min_frame_share), (y_max - y_min) * scale))) // 2
+    half_h = int(min(largest, max(int(height * min_frame_share), (y_max - y_min) * scale))) // 2
     half_h = max(half_h, int((x_max - x_min) * scale / aspect) // 2)
     half_w = int(half_h * aspect)
     x_center += int(offset[0] * half_w)
     y_center += int(offset[1] * half_h)
-    x_center = max(half_w, min(width - half_w, x_center))
-    y_center = max(half_h, min(height - half_h, y_center))
+    if whole_rows is None:
+        x_center = max(half_w, min(width - half_w, x_center))
+        y_center = max(half_h, min(height - half_h, y_center))
     return CropBox(y_center - half_h, x_center - half_w, 2 * half_h, 2 * half_w)
 
 
