@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--photo", action="append", type=Path, help="photo files (default: astronaut, camera)")
     parser.add_argument("--finetune", type=int, default=100, help="steps of the fine-tuned arms (0: none)")
     parser.add_argument("--augment", nargs="+", default=["roll", "photo"], help="fine-tuning augmentations")
+    parser.add_argument("--backdrops", nargs="+", default=["photo"], choices=["photo", "plain"],
+                        help="reference photo as it is, and/or its person on a plain wall (--reference-backdrop)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     threads()
@@ -78,23 +80,27 @@ def main() -> None:
     detector, colours = KeypointDetector("pose"), PersonColours()
     truth = [read_image(p) for p in scan(driving, "pose")[0].files["images"]]
     items = driving_items(next(iter(models.values())), driving)
-    rows = [{"photo": "ground truth", "model": "-", "finetune": 0, "augment": "-", **score(truth, items, detector)}]
+    rows = [{"photo": "ground truth", "model": "-", "backdrop": "-", "finetune": 0, "augment": "-",
+             **score(truth, items, detector)}]
     picks = np.linspace(0, FRAMES - 1, 6).round().astype(int).tolist()
     strips = {}
     for photo_name, photo_path in photos.items():
         photo = read_image(photo_path)
         for model_name, checkpoint in models.items():
-            arms = [(0, "-")] + [(args.finetune, a) for a in args.augment if args.finetune]
-            for steps, augment in arms:
-                name = f"{photo_name}_{model_name}_ft{steps}" + (f"_{augment}" if steps else "")
+            arms = [(b, 0, "-") for b in args.backdrops]
+            arms += [(b, args.finetune, a) for b in args.backdrops for a in args.augment if args.finetune]
+            for backdrop, steps, augment in arms:
+                name = (f"{photo_name}_{model_name}_ft{steps}" + (f"_{augment}" if steps else "")
+                        + ("_plain" if backdrop == "plain" else ""))
                 arm = out / "arms" / name
                 if not (arm / "frames").is_dir():
                     arm.mkdir(parents=True, exist_ok=True)
                     generate(checkpoint, driving, arm / "result.mp4", [photo_path], frames_dir=arm / "frames",
                              finetune_steps=steps, finetune_augment="roll" if augment == "-" else augment,
-                             overwrite=True, progress=False)
+                             reference_backdrop=backdrop, overwrite=True, progress=False)
                 frames = [read_image(p) for p in sorted((arm / "frames").glob("*.png"))]
-                row = {"photo": photo_name, "model": model_name, "finetune": steps, "augment": augment,
+                row = {"photo": photo_name, "model": model_name, "backdrop": backdrop, "finetune": steps,
+                       "augment": augment,
                        **score(frames, items, detector), **colours.match(photo, frames, [i["label"] for i in items])}
                 rows.append(row)
                 print(json.dumps(row))
@@ -108,13 +114,14 @@ def main() -> None:
                                   for r in [reference] + rows_of])
         write_image(out / f"strip_{photo_name}.png", picture)
     (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| photo | model | fine-tuning (augmentation) | pose found | pose error | colours: person / backdrop |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| photo | model | backdrop | fine-tuning (augmentation) | pose found | pose error | "
+             "colours: person / backdrop |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         error = "-" if r["pose_error"] is None else f"{r['pose_error']:.3f}"
         colour = "-" if "person_match" not in r else f"{r['person_match']:.2f} / {r['backdrop_match']:.2f}"
         tuning = f"{r['finetune']} ({r['augment']})" if r["finetune"] else "0"
-        lines.append(f"| {r['photo']} | {r['model']} | {tuning} | {100 * r['pose_found']:.0f}% | {error} | "
+        lines.append(f"| {r['photo']} | {r['model']} | {r['backdrop']} | {tuning} | {100 * r['pose_found']:.0f}% | "
+                     f"{error} | "
                      f"{colour} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -13,7 +13,7 @@ import torch
 
 from tests.test_keypoints import needs_mediapipe
 from vid2vid.cli import main
-from vid2vid.data import samples
+from vid2vid.data import DataError, samples
 from vid2vid.data.video import write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.generate import _reference_locations, data_config_for, generate, load_for_inference, load_references
@@ -69,9 +69,10 @@ def test_odd_photos_are_framed_around_the_person_at_the_trained_scale(shape, tmp
         photo = np.pad(camera, ((0, 512), (0, 0), (0, 0)), mode="constant", constant_values=90)
     refs, (top, bottom, left, right) = reference_person(photo, tmp_path)
     assert refs.images.shape == (1, 1, 3, 64, 64)
-    # The box is 1.5 times the person's height (as in training): the person ~2/3 of the frame, centred.
-    assert 0.5 * 64 <= bottom - top <= 0.75 * 64
-    assert abs((left + right) / 2 - 31.5) <= 8 and abs((top + bottom) / 2 - 31.5) <= 6
+    # The box is 1.5 times the whole person's height (as in training; the man is cut at the knees and bent, so
+    # his whole height comes from his shoulders and torso): his top a sixth of the frame down, centred across.
+    assert 0.25 * 64 <= bottom - top <= 0.75 * 64
+    assert abs((left + right) / 2 - 31.5) <= 8 and abs(top - 64 / 6) <= 5
     # Labels are drawn at the output's scale, so the limbs are unbroken lines (nearest-neighbour shrinking of a
     # drawing made at 512 px leaves gaps).
     drawn = (refs.labels[0, 0, 3:] > -1).any(0).numpy().astype(np.uint8)
@@ -136,3 +137,19 @@ def test_serve_renders_an_uploaded_photo_as_generate_does(tmp_path):
     assert len(from_serve) == len(from_generate) == 5
     for a, b in zip(from_serve, from_generate, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_a_plain_backdrop_keeps_the_person_and_paints_the_rest_one_colour(tmp_path):
+    """--reference-backdrop plain (the default): MediaPipe's person mask keeps the astronaut's pixels and puts a
+    plain wall of the backdrop's median colour behind her; a photo with nobody in it is a one-line error."""
+    from vid2vid.generate import plain_backdrop
+
+    photo = np.array(samples.photo("astronaut"))
+    plain = plain_backdrop(photo, tmp_path / "astronaut.png")
+    assert plain.shape == photo.shape and plain.dtype == np.uint8
+    face = (slice(80, 200), slice(180, 280))  # her face: the person, kept
+    assert np.median(np.abs(plain[face].astype(int) - photo[face])) == 0
+    corner = (slice(0, 60), slice(0, 60))  # the flag in the top-left corner: backdrop, now one colour
+    assert photo[corner].std(axis=(0, 1)).max() > 30 and plain[corner].std(axis=(0, 1)).max() < 2
+    with pytest.raises(DataError, match="wall.png: the person cannot be told from the backdrop"):
+        plain_backdrop(np.full((256, 256, 3), 120, np.uint8), tmp_path / "wall.png")

@@ -199,7 +199,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
                           precision=args.precision, compile_model=args.compile, progress=not args.quiet,
                           finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
                           finetune_adversarial=args.finetune_adversarial, finetune_augment=args.finetune_augment,
-                          seed=args.seed)
+                          seed=args.seed, reference_backdrop=args.reference_backdrop)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--finetune-augment", choices=["roll", "photo"], default="roll",
                      help="--finetune's augmentation of its targets: roll (imaginaire's shift and flip) or photo "
                           "(also a zoom, and one colour change of target and references alike)")
+    gen.add_argument("--reference-backdrop", choices=["photo", "plain"], default="plain",
+                     help="pose, a loose reference photo: its person on a plain wall of its backdrop's colour, as "
+                          "the built-in dancers stand (default; MediaPipe's person segmentation), or the photo as is")
     gen.add_argument("--seed", type=seed_int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
