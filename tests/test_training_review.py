@@ -330,6 +330,10 @@ def test_9_average_copies_then_averages_normalised_weights(dancers):
         model.train(was)
         return weight
 
+    # A new average is already the trained generator (a checkpoint before the first update holds it, not a
+    # random init; mutmut: blend(model, 1.0) at construction survived) and takes no gradient.
+    assert torch.allclose(average.averaged.get_submodule(name).weight, applied(G), atol=1e-6)
+    assert not any(p.requires_grad for p in average.averaged.parameters())
     snapshots = []
     for _ in range(3):
         with torch.no_grad():
