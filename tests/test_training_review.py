@@ -412,3 +412,27 @@ def test_10_training_stores_generated_frames_detached(dancers, monkeypatch):
     torch.manual_seed(0)
     training.train_clip(build_nets(cfg, torch.device("cpu"), None), batch_of(cfg), cfg)
     assert seen == [(0, [], 0), (1, [False], 1), (2, [False, False], 2)]
+
+
+def test_3_the_generators_gan_terms_are_the_hinge_generator_form_and_the_ds_the_hinge_d_form(dancers):
+    """G's term is -mean(logits) on its fake (hinge, for the generator), D's are mean(relu(1 - x)) on real and
+    mean(relu(1 + x)) on fake. mutmut: G's term computed in the D form (for_discriminator=True) survived every
+    training test."""
+    from vid2vid.training.frame_step import discriminator_terms
+    from vid2vid.training.nets import Discriminators
+
+    cfg = tiny(dancers, data={"num_references": 1}, discriminator={"temporal": {"enabled": False},
+                                                                   "face": {"enabled": False}})
+    batch = batch_of(cfg)
+    D = Discriminators(cfg)
+    logits = []
+    D.image.register_forward_hook(lambda module, args, out: logits.append([o.logits for o in out]))
+    torch.manual_seed(0)
+    fake, ref_idx = torch.rand(2, 3, 32, 32), torch.tensor([0, 0])
+    g = discriminator_terms(D, batch, 1, fake, [], ref_idx, cfg, for_discriminator=False)
+    torch.testing.assert_close(g["G/gan_image"], -torch.stack([x.mean() for x in logits[0]]).mean())
+    logits.clear()
+    d = discriminator_terms(D, batch, 1, fake, [], ref_idx, cfg, for_discriminator=True)
+    fake_logits, real_logits = logits
+    torch.testing.assert_close(d["D_image/real"], torch.stack([torch.relu(1 - x).mean() for x in real_logits]).mean())
+    torch.testing.assert_close(d["D_image/fake"], torch.stack([torch.relu(1 + x).mean() for x in fake_logits]).mean())
