@@ -121,8 +121,7 @@ def main() -> None:
         colour = "-" if "person_match" not in r else f"{r['person_match']:.2f} / {r['backdrop_match']:.2f}"
         tuning = f"{r['finetune']} ({r['augment']})" if r["finetune"] else "0"
         lines.append(f"| {r['photo']} | {r['model']} | {r['backdrop']} | {tuning} | {100 * r['pose_found']:.0f}% | "
-                     f"{error} | "
-                     f"{colour} |")
+                     f"{error} | {colour} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -231,12 +231,11 @@ def crop_resize(array: np.ndarray, box: render.CropBox, size: tuple[int, int], n
     if any(p for pair in pad for p in pair):
         if fill is None:
             array = np.pad(array, pad, mode="edge")
-        else:
-            array = np.pad(array, pad, constant_values=0) if np.ndim(fill) else np.pad(array, pad, constant_values=fill)
-            if np.ndim(fill):  # a colour per channel
-                inside = np.zeros(array.shape[:2], bool)
-                inside[pad[0][0]:pad[0][0] + h, pad[1][0]:pad[1][0] + w] = True
-                array[~inside] = fill
+        else:  # one value, or a colour per channel
+            padded = np.empty((h + sum(pad[0]), w + sum(pad[1])) + array.shape[2:], array.dtype)
+            padded[:] = fill
+            padded[pad[0][0]:pad[0][0] + h, pad[1][0]:pad[1][0] + w] = array
+            array = padded
         top, bottom, left, right = top + pad[0][0], bottom + pad[0][0], left + pad[1][0], right + pad[1][0]
     cut = array[top:bottom, left:right]
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
