@@ -16,7 +16,7 @@ from vid2vid.cli import main
 from vid2vid.data import DataError, samples
 from vid2vid.data.video import write_image
 from vid2vid.data.writer import write_synthetic
-from vid2vid.generate import _reference_locations, data_config_for, generate, load_for_inference, load_references
+from vid2vid.generate import data_config_for, generate, load_for_inference, references_for
 from vid2vid.pretrained import shipped_model
 
 pytest.importorskip("skimage")
@@ -54,7 +54,7 @@ def reference_person(photo: np.ndarray, tmp_path):
     cfg = dataclasses.replace(cfg, fit_person_box=True)  # as a model trained with it (the photo recipe) frames it
     work = tmp_path / "work"
     work.mkdir()
-    refs = load_references(_reference_locations([path], cfg.task, work), cfg)
+    refs = references_for([path], cfg, work)
     drawn = (refs.labels[0, 0, 3:] > -1).any(0).numpy()
     rows, cols = np.flatnonzero(drawn.any(1)), np.flatnonzero(drawn.any(0))
     return refs, (rows[0], rows[-1], cols[0], cols[-1])

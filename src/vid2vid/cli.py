@@ -205,6 +205,26 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
 
 
+def cmd_live(args: argparse.Namespace) -> None:
+    from vid2vid.live import run_live
+
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from vid2vid.pretrained import shipped_model
+        checkpoint = shipped_model()
+        print(f"vid2vid live: no --checkpoint, using the shipped dancer model {checkpoint}", file=sys.stderr)
+    try:
+        report = run_live(checkpoint, args.source, args.output, args.reference or [], overwrite=args.overwrite,
+                          side_by_side=args.side_by_side, max_frames=args.max_frames, seconds=args.seconds,
+                          pace=False if args.every_frame else None, device=args.device, precision=args.precision,
+                          finetune_steps=args.finetune, backdrop=args.reference_backdrop)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    print(f"vid2vid live: {report.line()}")
+    if args.output:
+        print(f"wrote {args.output}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from vid2vid.evaluate import evaluate
 
@@ -334,6 +354,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+; "
                          "default $VID2VID_DETECTOR_MODELS, else ~/.cache/vid2vid/detector-models)")
     gen.set_defaults(run=cmd_generate)
+
+    live = sub.add_parser("live", help="render a camera (or a video standing in for one) live, dropping frames "
+                          "the model is too slow for; prints frames/s and latency")
+    live.add_argument("source", help="a camera index (0 is the first camera) or a video file")
+    live.add_argument("--checkpoint", help="a pose or face checkpoint (default: the shipped dancer model)")
+    live.add_argument("--reference", nargs="+", metavar="IMG", help="few-shot: images of the person to render")
+    live.add_argument("-o", "--output", help="an .mp4 of what was shown, one frame per camera frame")
+    live.add_argument("--side-by-side", action="store_true", help="camera | driving labels | result in the video")
+    live.add_argument("--max-frames", type=positive_int, help="stop after this many camera frames")
+    live.add_argument("--seconds", type=positive_float, help="stop after this long")
+    live.add_argument("--every-frame", action="store_true",
+                      help="a video file: take every frame as fast as they render, instead of at its frame rate")
+    live.add_argument("--finetune", type=finetune_count, default=0, metavar="N",
+                      help="few-shot: fine-tune a copy of the model on the references for N steps first")
+    live.add_argument("--reference-backdrop", choices=["photo", "plain"], default="plain",
+                      help="pose: a reference photo's person on a plain wall (default), or the photo as is")
+    live.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    live.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                      help="auto: bf16 autocast on CUDA, else fp32; bf16 on a CPU with bf16 instructions")
+    live.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    live.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+)")
+    live.set_defaults(run=cmd_live)
 
     ev = sub.add_parser("evaluate", help="score a checkpoint on held-out sequences against their ground truth")
     ev.add_argument("--checkpoint", required=True, help="a checkpoint folder")

@@ -103,7 +103,7 @@ def plain_backdrop(image: np.ndarray, source: Path) -> np.ndarray:
     return (image * person + wall * (1 - person)).round().clip(0, 255).astype(np.uint8)
 
 
-def _reference_locations(paths: list[Path], task: str, workdir: Path, backdrop: str = "plain"
+def reference_locations(paths: list[Path], task: str, workdir: Path, backdrop: str = "plain"
                          ) -> list[tuple[Path, str, str]]:
     """(dataset root, sequence, frame) for each reference image; loose images are prepared (labelled) here,
     for a pose model on a plain backdrop when backdrop is "plain"."""
@@ -158,6 +158,11 @@ def _say_people(path: Path, root: Path, sequence: str) -> None:
         ys = person.body[person.body[:, 2] > render.BODY_MIN_CONFIDENCE, 1]
         print(f"{path}: {len(people)} people found; rendering the largest ({ys.max() - ys.min():.0f} px tall)",
               file=sys.stderr)
+
+
+def references_for(paths: list[str | Path], cfg: DataConfig, workdir: Path, backdrop: str = "plain") -> References:
+    """The references of reference images (frames of a prepared folder, or loose images labelled in workdir)."""
+    return load_references(reference_locations([Path(p) for p in paths], cfg.task, workdir, backdrop), cfg)
 
 
 def load_references(locations, cfg: DataConfig) -> References:
@@ -270,8 +275,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         chosen = [s for s in sequences if sequence is None or s.name == sequence]
         if not chosen:
             raise DataError(f"{root}: no sequence {sequence!r} (has {', '.join(s.name for s in sequences)})")
-        refs = load_references(_reference_locations([Path(r) for r in references], cfg.task, workdir,
-                                                    reference_backdrop), cfg) if references else None
+        refs = references_for(references, cfg, workdir, reference_backdrop) if references else None
         if finetune_steps:
             from vid2vid.finetune import finetune_checkpoint_model
 

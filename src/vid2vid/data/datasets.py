@@ -304,7 +304,152 @@ def spread_references(others: list[int], k: int, rng: np.random.Generator) -> li
     return [picks[i] for i in rng.permutation(k)]
 
 
-class VideoClips(Dataset):
+class Framing:
+    """How a frame becomes a model input, by the data config: its labels drawn, the frame scaled and cut at a
+    box (the person, the face, a random or whole window) and resized to the output size. VideoClips frames its
+    training clips and references so; generation and live mode frame driving frames one by one (DrivingFramer)."""
+
+    def __init__(self, cfg: DataConfig, root: Path | None = None):
+        self.cfg = replace(cfg)  # our own copy: the trainer changes clip length and size as it goes
+        self.root = root
+
+    def reference_boxes(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
+                        face_scale: tuple[float, float]) -> list[render.CropBox]:
+        """The box of each reference frame: its own (reference_crop "each") or one around all ("together")."""
+        if self.cfg.reference_crop == "together":
+            return [self.crop_box(frames, labels, rng, face_scale, reference=True)] * len(frames)
+        return [self.crop_box([f], [x], rng, face_scale, reference=True) for f, x in zip(frames, labels, strict=True)]
+
+    def crop_references(self, frames: list[Frame], labels: list[np.ndarray], boxes: list[render.CropBox]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels (K, C, H, W) and images (K, 3, H, W) of reference frames, each cut at its box."""
+        # A whole-person box beyond a cut person: no limb drawn there (pose labels' background is -1), the photo
+        # padded with its backdrop's colour.
+        return self.crop_frames(frames, labels, boxes, self.whole(reference=True))
+
+    def crop_frames(self, frames: list[Frame], labels: list[np.ndarray], boxes: list[render.CropBox], whole: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels (N, C, H, W) and images (N, 3, H, W) cut at their boxes; whole: a box beyond the frame is padded
+        with the labels' background and the image's border colour (else with edge values)."""
+        size, nearest = self.cfg.size, self.nearest_labels
+        return (torch.stack([to_tensor(crop_resize(x, b, size, nearest, -1.0 if whole else None))
+                             for x, b in zip(labels, boxes, strict=True)]),
+                torch.stack([image_to_tensor(crop_resize(f.image, b, size, False,
+                                                         border_colour(f.image) if whole else None))
+                             for f, b in zip(frames, boxes, strict=True)]))
+
+    @property
+    def nearest_labels(self) -> bool:
+        return self.cfg.task != "face"  # imaginaire resizes face edge maps bilinearly, the others nearest
+
+    def scale_for(self, source_size: tuple[int, int]) -> float:
+        """The resize_smallest_side scale of a frame whose file is source_size (H, W)."""
+        side = self.cfg.resize_smallest_side
+        return 1.0 if side is None else side / min(source_size)
+
+    def whole(self, reference: bool) -> bool:
+        """Whether this box fits the whole person: references' with whole_person_box (a driving clip's is
+        the person it shows: one framed whole too was tried and lost study 6's photos, docs/RESULTS.md)."""
+        return reference and self.cfg.whole_person_box and self.cfg.task == "pose"
+
+    def fit_scale(self, frame: Frame, reference: bool = False) -> float:
+        """fit_person_box: the scale that brings this frame's person box to the output size (1 when off)."""
+        if not (self.cfg.fit_person_box and self.cfg.task == "pose"):
+            return 1.0
+        return person_box_scale(frame, self.cfg.size[0], whole=self.whole(reference))
+
+    def fit(self, frames: list[Frame]) -> list[Frame]:
+        """Frames cropped with one box, scaled alike by the first one's fit_scale."""
+        scale = self.fit_scale(frames[0]) if frames else 1.0
+        return [resize_frame(f, scale) for f in frames]
+
+    def render(self, frame: Frame, rng: np.random.Generator | None, dropped_parts: tuple[int, ...]) -> np.ndarray:
+        """The frame's label map (H, W, C) float32 at the working size."""
+        cfg = self.cfg
+        h, w = frame.image.shape[:2]
+        if cfg.task == "pose":
+            person = render.largest_person(frame.people)
+            pose = render.draw_openpose(person, h, w, with_face=cfg.pose_face_lines, drop_prob=cfg.pose_limb_drop,
+                                        rng=rng if cfg.pose_limb_drop > 0 else None)
+            if frame.densepose is None:
+                densepose = np.full((h, w, 3), -1, np.float32)  # what DensePose's background encodes to
+            else:
+                densepose = render.densepose_to_label(frame.densepose, dropped_parts)
+            return np.concatenate([densepose, render.label_to_float(pose, signed=True)], axis=2)
+        if cfg.task == "face":
+            edges = render.draw_face_edges(frame.landmarks, h, w)
+            return render.label_to_float(edges[:, :, None], signed=False)
+        one_hot = render.segmentation_one_hot(frame.seg, cfg.num_classes)
+        if cfg.instance_boundaries:
+            if frame.instance is None:
+                raise DataError(f"{self.root}: instance_boundaries is on but there is no instance_maps/ folder")
+            return np.concatenate([one_hot, render.instance_boundaries(frame.instance)[:, :, None]], axis=2)
+        return one_hot
+
+    def crop_box(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
+                 face_scale: tuple[float, float], reference: bool = False) -> render.CropBox:
+        """One box for a group of frames (the clip, or the references), in working pixels."""
+        cfg = self.cfg
+        h, w = frames[0].image.shape[:2]
+        if cfg.crop == "person":
+            scale, offset = render.random_person_crop_jitter(rng, reference) if rng is not None else (1.5, (0, 0))
+            has_densepose = frames[0].densepose is not None
+            # imaginaire takes the pixels where the DensePose channels are positive; without DensePose, the
+            # OpenPose drawing (anything above its -1 background).
+            foreground = np.stack([x[:, :, :3] > 0 if has_densepose else (x[:, :, 3:] > -1).any(axis=2)
+                                   for x in labels])
+            if has_densepose:
+                foreground = foreground.any(axis=3)
+            whole = None
+            if self.whole(reference) and len(frames) == 1:
+                whole = render.whole_person_rows(render.largest_person(frames[0].people or []))
+            return render.person_crop_box(foreground, cfg.size[1] / cfg.size[0], scale, offset,
+                                          min_frame_share=0.0 if cfg.fit_person_box else 0.5, whole_rows=whole)
+        if cfg.crop == "face":
+            offset = render.random_face_crop_jitter(rng, face_scale)[0] if rng is not None else (0.0, 0.0)
+            return render.face_crop_box(frames[0].landmarks, (h, w), offset, face_scale)
+        if cfg.crop == "resize":
+            return render.CropBox(0, 0, h, w)
+        # random: a window of the output's aspect ratio, as large as fits, made smaller by up to random_scale
+        scale = min(h / cfg.size[0], w / cfg.size[1])
+        if rng is not None and cfg.random_scale > 0:
+            scale /= 1 + rng.uniform(0, cfg.random_scale)
+        ch, cw = round(cfg.size[0] * scale), round(cfg.size[1] * scale)
+        top = int(rng.integers(0, h - ch + 1)) if rng is not None else (h - ch) // 2
+        left = int(rng.integers(0, w - cw + 1)) if rng is not None else (w - cw) // 2
+        return render.CropBox(top, left, ch, cw)
+
+
+class DrivingFramer:
+    """Driving frames framed one after another for generation: the scale and crop box found on the first frame
+    (as imaginaire's inference does) kept for the ones after it, until `reset`."""
+
+    def __init__(self, framing: Framing):
+        self.framing = framing
+        self.reset()
+
+    def reset(self) -> None:
+        """Frame the next frame afresh (live mode: the person has left and come back)."""
+        self.scale = self.box = None
+
+    def __call__(self, frame: Frame) -> dict:
+        """label (C, H, W), image (3, H, W) and the keypoints (pose) or landmarks (face) in output pixels."""
+        framing, size = self.framing, self.framing.cfg.size
+        self.scale = framing.fit_scale(frame) if self.scale is None else self.scale
+        frame = resize_frame(frame, self.scale)
+        label = framing.render(frame, None, ())
+        if self.box is None:
+            self.box = framing.crop_box([frame], [label], None, (1.0, 1.0))
+        labels, images = framing.crop_frames([frame], [label], [self.box], framing.whole(reference=False))
+        item = {"label": labels[0], "image": images[0]}
+        if frame.people is not None:
+            item["keypoints"] = keypoints_in_box(frame.people, self.box, size)
+        if frame.landmarks is not None:
+            item["landmarks"] = landmarks_in_box(frame.landmarks, self.box, size)
+        return item
+
+
+class VideoClips(Framing, Dataset):
     """Clips from a dataset folder; item i is a random clip, drawn from a generator seeded by (seed, epoch, i).
 
     Items are dicts: labels (T, C, H, W), images (T, 3, H, W) in [-1, 1], flow (T, 2, H, W) backward to the
@@ -315,8 +460,7 @@ class VideoClips(Dataset):
     """
 
     def __init__(self, root: str | Path, cfg: DataConfig, seed: int = 0, length: int | None = None):
-        self.root = Path(root)
-        self.cfg = replace(cfg)  # our own copy: the trainer changes clip length and size as it goes
+        super().__init__(cfg, Path(root))
         self.seed = seed
         self.epoch = 0
         self.sequences = scan(root, cfg.task)
@@ -376,11 +520,10 @@ class VideoClips(Dataset):
                 raise DataError(f"{sequence.files['images'][i]}: size {w}x{h} differs from the sequence's {w0}x{h0}")
         labels = [self.render(f, augment, dropped) for f in frames]
         box = self.crop_box(frames, labels, augment, face_scale)
+        clip_labels, clip_images = self.crop_frames(frames, labels, [box] * len(frames), self.whole(reference=False))
         sample = {
-            "labels": torch.stack([to_tensor(crop_resize(x, box, cfg.size, nearest=self.nearest_labels))
-                                   for x in labels]),
-            "images": torch.stack([image_to_tensor(crop_resize(f.image, box, cfg.size, nearest=False))
-                                   for f in frames]),
+            "labels": clip_labels,
+            "images": clip_images,
             "sequence": sequence.name,
             "frames": [sequence.frames[i] for i in clip],
         }
@@ -418,131 +561,24 @@ class VideoClips(Dataset):
         keypoints = [keypoints_in_box(f.people or [], b, size) for f, b in zip(frames, boxes, strict=True)]
         return ref_labels, ref_images, torch.stack(keypoints)
 
-    def reference_boxes(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
-                        face_scale: tuple[float, float]) -> list[render.CropBox]:
-        """The box of each reference frame: its own (reference_crop "each") or one around all ("together")."""
-        if self.cfg.reference_crop == "together":
-            return [self.crop_box(frames, labels, rng, face_scale, reference=True)] * len(frames)
-        return [self.crop_box([f], [x], rng, face_scale, reference=True) for f, x in zip(frames, labels, strict=True)]
-
-    def crop_references(self, frames: list[Frame], labels: list[np.ndarray], boxes: list[render.CropBox]
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Labels (K, C, H, W) and images (K, 3, H, W) of reference frames, each cut at its box."""
-        size, nearest = self.cfg.size, self.nearest_labels
-        # A whole-person box beyond a cut person: no limb drawn there (pose labels' background is -1), the photo
-        # padded with its backdrop's colour.
-        whole = self.cfg.whole_person_box and self.cfg.task == "pose"
-        return (torch.stack([to_tensor(crop_resize(x, b, size, nearest, -1.0 if whole else None))
-                             for x, b in zip(labels, boxes, strict=True)]),
-                torch.stack([image_to_tensor(crop_resize(f.image, b, size, False,
-                                                         border_colour(f.image) if whole else None))
-                             for f, b in zip(frames, boxes, strict=True)]))
-
     def stream(self, sequence: Sequence, max_frames: int | None = None) -> Iterator[dict]:
-        """The frames of a sequence in order for generation: one crop for all of them (from the first frame,
-        as imaginaire's inference does), no augmentation. Items: label (C, H, W), image (3, H, W), frame, and the
-        driving keypoints (pose) or landmarks (face) in output pixels."""
-        box = scale = None
+        """The frames of a sequence in order for generation, framed by a DrivingFramer, no augmentation. Items:
+        label (C, H, W), image (3, H, W), frame, and the driving keypoints (pose) or landmarks (face) in output
+        pixels."""
+        framer = DrivingFramer(self)
+        size = None
         for index in range(len(sequence) if max_frames is None else min(max_frames, len(sequence))):
             frame = self.working_frame(sequence, index, False)
-            scale = self.fit_scale(frame) if scale is None else scale
-            frame = resize_frame(frame, scale)
-            label = self.render(frame, None, ())
-            if box is None:
-                box = self.crop_box([frame], [label], None, (1.0, 1.0))
-                size = frame.source_size
-            elif frame.source_size != size:
+            size = frame.source_size if size is None else size
+            if frame.source_size != size:
                 raise DataError(f"{sequence.files['images'][index]}: size {frame.source_size[1]}x"
                                 f"{frame.source_size[0]} differs from the sequence's {size[1]}x{size[0]}")
-            item = {"label": to_tensor(crop_resize(label, box, self.cfg.size, self.nearest_labels)),
-                    "image": image_to_tensor(crop_resize(frame.image, box, self.cfg.size, False)),
-                    "frame": sequence.frames[index]}
-            if frame.people is not None:
-                item["keypoints"] = keypoints_in_box(frame.people, box, self.cfg.size)
-            if frame.landmarks is not None:
-                item["landmarks"] = landmarks_in_box(frame.landmarks, box, self.cfg.size)
-            yield item
-
-    @property
-    def nearest_labels(self) -> bool:
-        return self.cfg.task != "face"  # imaginaire resizes face edge maps bilinearly, the others nearest
-
-    def scale_for(self, source_size: tuple[int, int]) -> float:
-        """The resize_smallest_side scale of a frame whose file is source_size (H, W)."""
-        side = self.cfg.resize_smallest_side
-        return 1.0 if side is None else side / min(source_size)
-
-    def fit_scale(self, frame: Frame, reference: bool = False) -> float:
-        """fit_person_box: the scale that brings this frame's person box to the output size (1 when off)."""
-        if not (self.cfg.fit_person_box and self.cfg.task == "pose"):
-            return 1.0
-        return person_box_scale(frame, self.cfg.size[0], whole=self.cfg.whole_person_box and reference)
-
-    def fit(self, frames: list[Frame]) -> list[Frame]:
-        """Frames cropped with one box, scaled alike by the first one's fit_scale."""
-        scale = self.fit_scale(frames[0]) if frames else 1.0
-        return [resize_frame(f, scale) for f in frames]
+            yield {**framer(frame), "frame": sequence.frames[index]}
 
     def working_frame(self, sequence: Sequence, index: int, flip: bool) -> Frame:
         frame = read_frame(sequence, index)
         frame = resize_frame(frame, self.scale_for(frame.source_size))
         return flip_frame(frame) if flip else frame
-
-    def render(self, frame: Frame, rng: np.random.Generator | None, dropped_parts: tuple[int, ...]) -> np.ndarray:
-        """The frame's label map (H, W, C) float32 at the working size."""
-        cfg = self.cfg
-        h, w = frame.image.shape[:2]
-        if cfg.task == "pose":
-            person = render.largest_person(frame.people)
-            pose = render.draw_openpose(person, h, w, with_face=cfg.pose_face_lines, drop_prob=cfg.pose_limb_drop,
-                                        rng=rng if cfg.pose_limb_drop > 0 else None)
-            if frame.densepose is None:
-                densepose = np.full((h, w, 3), -1, np.float32)  # what DensePose's background encodes to
-            else:
-                densepose = render.densepose_to_label(frame.densepose, dropped_parts)
-            return np.concatenate([densepose, render.label_to_float(pose, signed=True)], axis=2)
-        if cfg.task == "face":
-            edges = render.draw_face_edges(frame.landmarks, h, w)
-            return render.label_to_float(edges[:, :, None], signed=False)
-        one_hot = render.segmentation_one_hot(frame.seg, cfg.num_classes)
-        if cfg.instance_boundaries:
-            if frame.instance is None:
-                raise DataError(f"{self.root}: instance_boundaries is on but there is no instance_maps/ folder")
-            return np.concatenate([one_hot, render.instance_boundaries(frame.instance)[:, :, None]], axis=2)
-        return one_hot
-
-    def crop_box(self, frames: list[Frame], labels: list[np.ndarray], rng: np.random.Generator | None,
-                 face_scale: tuple[float, float], reference: bool = False) -> render.CropBox:
-        """One box for a group of frames (the clip, or the references), in working pixels."""
-        cfg = self.cfg
-        h, w = frames[0].image.shape[:2]
-        if cfg.crop == "person":
-            scale, offset = render.random_person_crop_jitter(rng, reference) if rng is not None else (1.5, (0, 0))
-            has_densepose = frames[0].densepose is not None
-            # imaginaire takes the pixels where the DensePose channels are positive; without DensePose, the
-            # OpenPose drawing (anything above its -1 background).
-            foreground = np.stack([x[:, :, :3] > 0 if has_densepose else (x[:, :, 3:] > -1).any(axis=2)
-                                   for x in labels])
-            if has_densepose:
-                foreground = foreground.any(axis=3)
-            whole = None
-            if reference and cfg.whole_person_box and len(frames) == 1:
-                whole = render.whole_person_rows(render.largest_person(frames[0].people or []))
-            return render.person_crop_box(foreground, cfg.size[1] / cfg.size[0], scale, offset,
-                                          min_frame_share=0.0 if cfg.fit_person_box else 0.5, whole_rows=whole)
-        if cfg.crop == "face":
-            offset = render.random_face_crop_jitter(rng, face_scale)[0] if rng is not None else (0.0, 0.0)
-            return render.face_crop_box(frames[0].landmarks, (h, w), offset, face_scale)
-        if cfg.crop == "resize":
-            return render.CropBox(0, 0, h, w)
-        # random: a window of the output's aspect ratio, as large as fits, made smaller by up to random_scale
-        scale = min(h / cfg.size[0], w / cfg.size[1])
-        if rng is not None and cfg.random_scale > 0:
-            scale /= 1 + rng.uniform(0, cfg.random_scale)
-        ch, cw = round(cfg.size[0] * scale), round(cfg.size[1] * scale)
-        top = int(rng.integers(0, h - ch + 1)) if rng is not None else (h - ch) // 2
-        left = int(rng.integers(0, w - cw + 1)) if rng is not None else (w - cw) // 2
-        return render.CropBox(top, left, ch, cw)
 
     def flows(self, sequence: Sequence, clip: list[int], frames: list[Frame], box, flip: bool, sample: dict):
         """Backward flow of each clip frame to the clip frame before it, and its confidence."""

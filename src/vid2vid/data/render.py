@@ -167,7 +167,7 @@ class Person:
     hand_right: np.ndarray  # (21, 3)
 
 
-def _keypoint_rows(path: Path, person: dict, key: str, count: int, required: bool) -> np.ndarray:
+def _keypoint_rows(path: str | Path, person: dict, key: str, count: int, required: bool) -> np.ndarray:
     values = person.get(key)
     if values is None and required:
         raise DataError(f"{path}: a person without {key}")
@@ -197,17 +197,23 @@ def read_openpose_json(path: str | Path) -> list[Person]:
         content = read_json(path)
     except ValueError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+    return openpose_people(content, path)
+
+
+def openpose_people(content, source: str | Path) -> list[Person]:
+    """The people of an OpenPose JSON document (`keypoints.openpose_json`'s, or a file's read by
+    read_openpose_json); source names it in errors."""
     if not isinstance(content, dict) or not isinstance(content.get("people"), list):
-        raise DataError(f"{path}: not OpenPose JSON (no 'people' list)")
+        raise DataError(f"{source}: not OpenPose JSON (no 'people' list)")
     people = []
     for person in content["people"]:
         if not isinstance(person, dict):
-            raise DataError(f"{path}: not OpenPose JSON ('people' holds {type(person).__name__}, not objects)")
+            raise DataError(f"{source}: not OpenPose JSON ('people' holds {type(person).__name__}, not objects)")
         people.append(Person(
-            body=_keypoint_rows(path, person, "pose_keypoints_2d", 25, required=True),
-            face=_keypoint_rows(path, person, "face_keypoints_2d", 70, required=False),
-            hand_left=_keypoint_rows(path, person, "hand_left_keypoints_2d", 21, required=False),
-            hand_right=_keypoint_rows(path, person, "hand_right_keypoints_2d", 21, required=False),
+            body=_keypoint_rows(source, person, "pose_keypoints_2d", 25, required=True),
+            face=_keypoint_rows(source, person, "face_keypoints_2d", 70, required=False),
+            hand_left=_keypoint_rows(source, person, "hand_left_keypoints_2d", 21, required=False),
+            hand_right=_keypoint_rows(source, person, "hand_right_keypoints_2d", 21, required=False),
         ))
     return people
 

@@ -1,0 +1,359 @@
+"""Live mode: a camera's frames rendered as they come, with bounded latency.
+
+`LiveRenderer` is one stream's state: its own copy of the model (the generator keeps the reference encoding and
+the reference it warps from frame to frame), the references, the last outputs fed back, the crop box, and a
+landmark detector that follows the person from frame to frame. Each frame is labelled (pose or face landmarks,
+by the model's task), framed as `vid2vid generate` frames a driving video (the box of the first frame with
+someone in it), and rendered by one frame step. Where nobody is in view the last result is held.
+
+`vid2vid live` (`run_live`) drives it from a camera or a video file standing in for one: a reader thread keeps
+only the newest frame (`LatestFrame`), so a renderer slower than the camera drops frames rather than queueing
+them, and the latency from capture to result stays bounded. `vid2vid serve`'s Live page does the same for a
+browser's camera (vid2vid.serve.live).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vid2vid.data import DataError
+from vid2vid.data.datasets import DataConfig, DrivingFramer, Frame, Framing, resize_frame
+from vid2vid.step import References, is_few_shot, new_history, step
+
+# Frames in a row without anyone in view after which the next person found is framed afresh, and the outputs fed
+# back are forgotten (someone else may have stepped in, elsewhere in the picture).
+REFRAME_AFTER = 15
+LIVE_TASKS = ("pose", "face")
+
+
+@dataclass
+class LiveFrame:
+    """What one camera frame gave."""
+    result: np.ndarray | None  # (H, W, 3) uint8: this frame's output, or the last one held (None before any)
+    label: np.ndarray | None  # (H, W, 3) uint8 picture of the driving labels; None where nobody was found
+    person: bool  # someone (pose) or a face (face) was found on this frame
+    label_ms: float  # the landmark detector's time
+    generate_ms: float  # the frame step's time (0 where nobody was found)
+
+
+class Labeller:
+    """RGB frame -> a Frame with the largest person's keypoints (pose) or the face's landmarks (face), or None
+    where there is nobody. MediaPipe follows the person from one call to the next (tracking)."""
+
+    def __init__(self, task: str):
+        from vid2vid.data import keypoints
+
+        if task not in LIVE_TASKS:
+            raise ValueError(f"live mode drives pose and face models; this one's task is {task}")
+        self.task = task
+        self.extract = keypoints.PoseExtractor(tracking=True) if task == "pose" else keypoints.FaceExtractor(True)
+
+    def __call__(self, image: np.ndarray) -> Frame | None:
+        from vid2vid.data import keypoints, render
+
+        size = image.shape[:2]
+        if self.task == "face":
+            landmarks = self.extract(image)
+            return None if landmarks is None else Frame(image, landmarks=landmarks, source_size=size)
+        people = render.openpose_people(keypoints.openpose_json(self.extract(image)), "a camera frame")
+        person = render.largest_person(people)
+        return None if person is None else Frame(image, people=[person], source_size=size)
+
+    def close(self) -> None:
+        self.extract.close()
+
+
+class LiveRenderer:
+    """One camera stream: frames in, results out, one at a time (not thread-safe: one stream, one thread).
+
+    model: this stream's own generator (`for_stream` copies a shared one); refs: the few-shot references (None for
+    vid2vid); labeller: a callable image -> Frame | None (default: `Labeller` for the task)."""
+
+    def __init__(self, model: torch.nn.Module, cfg: DataConfig, refs: References | None, device: torch.device,
+                 amp_dtype: torch.dtype | None = None, labeller: Callable[[np.ndarray], Frame | None] | None = None):
+        if is_few_shot(model) and refs is None:
+            raise ValueError("a few-shot model needs references to render live")
+        self.model, self.device, self.amp_dtype = model, device, amp_dtype
+        self.refs = None if refs is None else refs.to(device)
+        self.framing = Framing(cfg)
+        self.framer = DrivingFramer(self.framing)
+        self.labeller = labeller if labeller is not None else Labeller(cfg.task)
+        self.history = new_history(model)
+        self.last: np.ndarray | None = None
+        self.missing = 0
+        model.reset()
+
+    def __call__(self, image: np.ndarray) -> LiveFrame:
+        from vid2vid.generate import label_to_uint8, to_uint8
+
+        start = time.perf_counter()
+        frame = self.labeller(image)
+        labelled = time.perf_counter()
+        label_ms = 1000 * (labelled - start)
+        if frame is None:
+            self.missing += 1
+            if self.missing == REFRAME_AFTER:
+                self.framer.reset()
+                self.history = new_history(self.model)
+            return LiveFrame(self.last, None, False, label_ms, 0.0)
+        self.missing = 0
+        frame = resize_frame(frame, self.framing.scale_for(frame.source_size))
+        item = self.framer(frame)
+        label = item["label"][None].to(self.device)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                             enabled=self.amp_dtype is not None):
+            out = step(self.model, label, self.history, self.refs)
+        output = out.fake_images.float()
+        self.history.push(label, output)
+        self.last = to_uint8(output[0])
+        return LiveFrame(self.last, label_to_uint8(item["label"]), True, label_ms,
+                         1000 * (time.perf_counter() - labelled))
+
+    def close(self) -> None:
+        close = getattr(self.labeller, "close", None)
+        if close is not None:
+            close()
+
+
+def for_stream(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a shared generator for one stream: the frame step keeps per-stream state in the generator (the
+    reference encoding, the reference warped last), so two streams must not share one."""
+    return copy.deepcopy(model)
+
+
+def live_references(checkpoint: str | Path, model: torch.nn.Module, cfg: DataConfig, references: list[Path],
+                    workdir: Path, device: torch.device, *, backdrop: str = "plain", finetune_steps: int = 0,
+                    amp_dtype: torch.dtype | None = None,
+                    on_finetune: Callable[[int, int], None] | None = None) -> tuple[torch.nn.Module, References]:
+    """(this stream's model, its references) from reference images (labelled in workdir, as `generate` does):
+    a copy of model, or with finetune_steps a copy fine-tuned on the references."""
+    from vid2vid.generate import references_for
+
+    refs = references_for(references, cfg, workdir, backdrop).to(device)
+    if not finetune_steps:
+        return for_stream(model), refs
+    from vid2vid.finetune import finetune_checkpoint_model
+
+    tuned = finetune_checkpoint_model(
+        checkpoint, model, refs, finetune_steps, amp_dtype=amp_dtype,
+        on_step=None if on_finetune is None else lambda i, _: on_finetune(i + 1, finetune_steps))
+    return tuned.model, refs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Camera frames for `vid2vid live`
+
+
+@dataclass
+class Captured:
+    image: np.ndarray  # (H, W, 3) RGB uint8
+    index: int  # the camera's frame number, from 0
+    time: float  # time.perf_counter() when it was read
+
+
+class LatestFrame:
+    """A slot for the newest camera frame: put() replaces a frame nobody took (counted as dropped), take() waits
+    for one newer than the last taken. No queue: the renderer always gets the newest frame."""
+
+    def __init__(self):
+        self.frame: Captured | None = None
+        self.ended = False
+        self.puts = self.dropped = 0
+        self.error: BaseException | None = None
+        self.changed = threading.Condition()
+
+    def put(self, frame: Captured, wait: bool = False) -> None:
+        """wait: until the frame before was taken (a file read frame by frame: nothing dropped)."""
+        with self.changed:
+            if wait:
+                self.changed.wait_for(lambda: self.frame is None or self.ended)
+            self.puts += 1
+            if self.frame is not None:
+                self.dropped += 1
+            self.frame = frame
+            self.changed.notify_all()
+
+    def end(self, error: BaseException | None = None) -> None:
+        with self.changed:
+            self.ended, self.error = True, error
+            self.changed.notify_all()
+
+    def take(self) -> Captured | None:
+        """The newest frame not yet taken; None once the camera has ended and every frame was taken."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.frame is not None or self.ended)
+            frame, self.frame = self.frame, None
+            self.changed.notify_all()
+            return frame
+
+
+def camera_frames(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
+    """(RGB frames, frames/s, whether it is a file to pace) of a camera index ("0") or a video file."""
+    if source.isdigit():
+        import cv2
+
+        capture = cv2.VideoCapture(int(source))
+        if not capture.isOpened():
+            raise DataError(f"camera {source}: cannot be opened (no such camera, or another program has it)")
+        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+
+        def read() -> Iterator[np.ndarray]:
+            try:
+                while True:
+                    ok, bgr = capture.read()
+                    if not ok:
+                        return
+                    yield bgr[:, :, ::-1].copy()
+            finally:
+                capture.release()
+
+        return read(), fps, False
+    from vid2vid.data.video import read_video, video_info
+
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"{path}: no such video file (give a camera index, such as 0, or a video)")
+    return read_video(path), video_info(path).fps or 25.0, True
+
+
+def capture(frames: Iterator[np.ndarray], fps: float, pace: bool, wait: bool, slot: LatestFrame,
+            stop: threading.Event, max_frames: int | None = None) -> None:
+    """Reader thread: frames into the slot as a camera delivers them (a file at its frame rate when pace; each
+    frame once the one before was taken when wait)."""
+    start = time.perf_counter()
+    try:
+        for index, image in enumerate(frames):
+            if stop.is_set() or (max_frames is not None and index >= max_frames):
+                break
+            if pace:
+                time.sleep(max(0.0, start + index / fps - time.perf_counter()))
+            slot.put(Captured(image, index, time.perf_counter()), wait=wait)
+        slot.end()
+    except BaseException as exc:  # the main thread reports it
+        slot.end(exc)
+
+
+@dataclass
+class LiveReport:
+    captured: int = 0  # frames the camera gave
+    rendered: int = 0  # frames the renderer took (the rest were dropped)
+    no_person: int = 0  # frames taken with nobody in view (the last result held)
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)  # capture -> result, per frame taken
+    label_ms: list[float] = field(default_factory=list)
+    generate_ms: list[float] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.rendered / self.seconds if self.seconds > 0 else 0.0
+
+    def latency(self, percent: float) -> float:
+        return float(np.percentile(self.latencies_ms, percent)) if self.latencies_ms else 0.0
+
+    def line(self) -> str:
+        return (f"{self.rendered} of {self.captured} camera frames rendered ({self.captured - self.rendered} "
+                f"dropped, {self.no_person} with nobody in view) in {self.seconds:.1f} s: {self.fps:.1f} frames/s, "
+                f"latency p50 {self.latency(50):.0f} ms, p95 {self.latency(95):.0f} ms (detector "
+                f"{np.median(self.label_ms or [0]):.0f} ms, frame step {np.median(self.generate_ms or [0]):.0f} ms)")
+
+
+def run_live(checkpoint: str | Path, source: str, output: str | Path | None, references: list[str | Path] = (),
+             *, overwrite: bool = False, side_by_side: bool = False, max_frames: int | None = None,
+             seconds: float | None = None, pace: bool | None = None, device: str = "auto", precision: str = "auto",
+             finetune_steps: int = 0, backdrop: str = "plain", renderer: LiveRenderer | None = None,
+             on_frame: Callable[[Captured, LiveFrame], None] | None = None) -> LiveReport:
+    """Render a camera (an index such as "0") or a video file standing in for one, live: frames the renderer is
+    too slow for are dropped. output: an mp4 with one frame per camera frame (the result shown at that moment:
+    held over dropped frames; side_by_side adds the camera and labels). pace (default: for files) feeds a file
+    at its frame rate, as a camera would; pace False takes every frame. renderer: one made already (tests)."""
+    from vid2vid.data.video import VideoWriter
+    from vid2vid.device import pick_device, pick_precision
+    from vid2vid.generate import data_config_for, load_for_inference
+
+    output = None if output is None else Path(output)
+    if output is not None:
+        if output.suffix.lower() != ".mp4":
+            raise ValueError(f"{output}: the output must be an .mp4 file")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output}: exists (use --overwrite to replace it)")
+        if not output.parent.is_dir():
+            raise FileNotFoundError(f"{output.parent}: no such folder for the output")
+    frames, fps, is_file = camera_frames(str(source))
+    pace = is_file if pace is None else pace
+    report = LiveReport()
+    with ExitStack() as stack:
+        if renderer is None:
+            torch_device = pick_device(device)
+            model = load_for_inference(checkpoint, torch_device)
+            amp = pick_precision(precision, torch_device)
+            cfg = data_config_for(checkpoint, model, None)
+            refs = None
+            if is_few_shot(model):
+                if not references:
+                    raise ValueError("a few-shot model needs --reference images of the person to render")
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-live-")))
+                model, refs = live_references(checkpoint, model, cfg, [Path(r) for r in references], workdir,
+                                              torch_device, backdrop=backdrop, finetune_steps=finetune_steps,
+                                              amp_dtype=amp)
+            renderer = LiveRenderer(model, cfg, refs, torch_device, amp)
+            stack.callback(renderer.close)
+        writer = stack.enter_context(VideoWriter(output, fps=fps)) if output is not None else None
+        slot, stop = LatestFrame(), threading.Event()
+        wait = is_file and not pace  # every frame of a file, none dropped
+        reader = threading.Thread(target=capture, args=(frames, fps, pace, wait, slot, stop, max_frames),
+                                  name="vid2vid-live-camera", daemon=True)
+        stack.callback(reader.join, 5)
+        stack.callback(slot.end)  # a reader waiting to put a frame gives up
+        stack.callback(stop.set)
+        start = time.perf_counter()
+        reader.start()
+        shown, last_index = None, -1
+        while (captured := slot.take()) is not None:
+            frame = renderer(captured.image)
+            report.latencies_ms.append(1000 * (time.perf_counter() - captured.time))
+            report.label_ms.append(frame.label_ms)
+            report.rendered += 1
+            if frame.person:
+                report.generate_ms.append(frame.generate_ms)
+            else:
+                report.no_person += 1
+            if writer is not None and frame.result is not None:
+                shown = picture(captured.image, frame, side_by_side)
+                for _ in range(captured.index - last_index):  # the frames dropped since showed the last result
+                    writer.write(shown)
+            last_index = captured.index
+            if on_frame is not None:
+                on_frame(captured, frame)
+            if seconds is not None and time.perf_counter() - start >= seconds:
+                break
+        stop.set()
+        if slot.error is not None:
+            raise slot.error
+        report.seconds = time.perf_counter() - start
+        report.captured = slot.puts
+        if writer is not None and shown is None:
+            raise DataError(f"{source}: nobody was found on any frame, so there is nothing to write")
+    return report
+
+
+def picture(camera: np.ndarray, frame: LiveFrame, side_by_side: bool) -> np.ndarray:
+    """The frame written for one camera frame: the result, or camera | labels | result."""
+    if not side_by_side:
+        return frame.result
+    import cv2
+
+    h, w = frame.result.shape[:2]
+    scale = h / camera.shape[0]
+    small = cv2.resize(camera, (max(1, round(camera.shape[1] * scale)), h), interpolation=cv2.INTER_AREA)
+    label = frame.label if frame.label is not None else np.zeros_like(frame.result)
+    return np.concatenate([small, label, frame.result], axis=1)

@@ -1,0 +1,191 @@
+"""Live mode (vid2vid.live): the newest-frame slot, the renderer frame for frame against `generate`'s stream, frames
+dropped rather than queued behind a slow renderer, nobody in view, and `vid2vid live` from a video file standing in
+for a camera (the real detector on a built-in dancer)."""
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_keypoints import needs_mediapipe
+from vid2vid.cli import main
+from vid2vid.data.datasets import VideoClips, read_frame
+from vid2vid.data.layout import scan
+from vid2vid.data.video import VideoWriter, read_image, read_video
+from vid2vid.data.writer import write_synthetic
+from vid2vid.generate import data_config_for, generate_frames, load_for_inference, references_for
+from vid2vid.live import REFRAME_AFTER, Captured, LatestFrame, LiveRenderer, for_stream, run_live
+from vid2vid.pretrained import shipped_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def dancers(tmp_path_factory):
+    """A built-in dancer no recipe trains on (64x64, 8 frames), its video, and the shipped model with the first
+    frame of another identity as its reference."""
+    root = tmp_path_factory.mktemp("live")
+    write_synthetic("dancers", root / "driving", sequences=1, frames=8, size=(64, 64), first_index=1001,
+                    progress=False)
+    write_synthetic("dancers", root / "refs", sequences=1, frames=1, size=(64, 64), first_index=1002,
+                    progress=False)
+    sequence = scan(root / "driving", "pose")[0]
+    video = root / "driving.mp4"
+    with VideoWriter(video, fps=25) as writer:
+        for path in sequence.files["images"]:
+            writer.write(read_image(path))
+    checkpoint = shipped_model()
+    model = load_for_inference(checkpoint, CPU)
+    cfg = data_config_for(checkpoint, model, None)
+    reference = scan(root / "refs", "pose")[0].files["images"][0]
+    refs = references_for([reference], cfg, root)
+    return {"root": root, "sequence": sequence, "video": video, "model": model, "cfg": cfg, "refs": refs,
+            "reference": reference, "checkpoint": checkpoint}
+
+
+def stored_labeller(sequence):
+    """A labeller that gives each frame the stored keypoints of the sequence's next frame (frames come in order):
+    the renderer without the detector, so that it can be held against generate's stream of the same frames."""
+    frames = iter(range(len(sequence)))
+
+    def label(image):
+        frame = read_frame(sequence, next(frames))
+        return dataclasses.replace(frame, image=image)
+    return label
+
+
+def test_the_slot_keeps_only_the_newest_frame_and_counts_the_rest_dropped():
+    slot = LatestFrame()
+    for i in range(3):
+        slot.put(Captured(np.zeros((2, 2, 3), np.uint8), i, float(i)))
+    assert slot.take().index == 2 and slot.dropped == 2 and slot.puts == 3
+    slot.put(Captured(np.zeros((2, 2, 3), np.uint8), 3, 3.0))
+    slot.end()
+    assert slot.take().index == 3  # a frame put before the end is still taken
+    assert slot.take() is None
+
+
+def test_the_slot_waits_for_a_frame():
+    slot = LatestFrame()
+    got = []
+    taker = threading.Thread(target=lambda: got.append(slot.take()))
+    taker.start()
+    time.sleep(0.05)
+    assert not got  # nothing yet: take waits rather than returning stale or empty
+    slot.put(Captured(np.zeros((2, 2, 3), np.uint8), 7, 0.0))
+    taker.join(2)
+    assert got[0].index == 7
+
+
+def test_live_frames_are_generates_frames(dancers):
+    """Frame for frame, the live renderer is `generate`'s stream of the same sequence (same box, same history)."""
+    sequence, cfg = dancers["sequence"], dancers["cfg"]
+    offline = [image for image, _ in generate_frames(dancers["model"], VideoClips(dancers["root"] / "driving", cfg)
+                                                     .stream(sequence), dancers["refs"], CPU)]
+    renderer = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU,
+                            labeller=stored_labeller(sequence))
+    live = [renderer(read_image(path)) for path in sequence.files["images"]]
+    assert all(frame.person for frame in live)
+    assert len(live) == len(offline) == 8
+    for frame, image in zip(live, offline, strict=True):
+        assert frame.result.shape == (64, 64, 3) and frame.label.shape == (64, 64, 3)
+        assert np.array_equal(frame.result, image)
+    assert live[1].generate_ms > 0 and live[1].label_ms >= 0
+
+
+def test_nobody_in_view_holds_the_last_result_then_frames_afresh(dancers):
+    sequence, cfg = dancers["sequence"], dancers["cfg"]
+    person = read_frame(sequence, 0)
+    seen = iter([True, True] + [False] * REFRAME_AFTER + [True])
+    renderer = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU,
+                            labeller=lambda image: person if next(seen) else None)
+    first = [renderer(person.image) for _ in range(2)]
+    assert len(renderer.history.images) == 1
+    held = [renderer(person.image) for _ in range(REFRAME_AFTER)]
+    assert all(not f.person and f.label is None and f.generate_ms == 0 for f in held)
+    assert all(np.array_equal(f.result, first[-1].result) for f in held)
+    # Away long enough: the box and the outputs fed back are forgotten, so the frame after is a first frame again.
+    assert renderer.history.images == [] and renderer.framer.box is None
+    again = renderer(person.image)
+    assert again.person and np.array_equal(again.result, first[0].result)
+
+
+def test_before_anyone_is_seen_there_is_no_result(dancers):
+    renderer = LiveRenderer(for_stream(dancers["model"]), dancers["cfg"], dancers["refs"], CPU,
+                            labeller=lambda image: None)
+    frame = renderer(np.zeros((64, 64, 3), np.uint8))
+    assert frame.result is None and not frame.person
+
+
+def test_a_stream_does_not_share_the_model_state_of_another(dancers):
+    a = for_stream(dancers["model"])
+    assert a is not dancers["model"]
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(a.parameters(), dancers["model"].parameters(),
+                                                            strict=True))
+
+
+class SlowRenderer:
+    """Stands in for a renderer slower than the camera: 80 ms a frame against a camera's 40 ms."""
+
+    def __init__(self, renderer):
+        self.renderer = renderer
+
+    def __call__(self, image):
+        time.sleep(0.08)
+        return self.renderer(image)
+
+
+def test_a_slow_renderer_drops_frames_instead_of_queueing_them(dancers, tmp_path):
+    sequence, cfg = dancers["sequence"], dancers["cfg"]
+    person = read_frame(sequence, 0)
+    renderer = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU, labeller=lambda image: person)
+    out = tmp_path / "live.mp4"
+    video = tmp_path / "camera.mp4"
+    with VideoWriter(video, fps=25) as writer:
+        for _ in range(25):  # one second of camera
+            writer.write(person.image)
+    report = run_live(None, str(video), out, renderer=SlowRenderer(renderer))
+    assert report.captured == 25
+    assert 8 <= report.rendered <= 16  # about one frame in two taken; the others dropped, none waited in a queue
+    # Latency stays about one render (plus the wait for the frame in progress), not growing frame after frame.
+    assert max(report.latencies_ms) < 250
+    assert report.latencies_ms[-1] < 2 * np.median(report.latencies_ms)
+    # The video has one frame per camera frame: what was shown at that moment.
+    assert len(list(read_video(out))) == 25
+
+
+def test_every_frame_takes_them_all(dancers, tmp_path):
+    sequence, cfg = dancers["sequence"], dancers["cfg"]
+    renderer = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU,
+                            labeller=stored_labeller(sequence))
+    report = run_live(None, str(dancers["video"]), None, renderer=renderer, pace=False)
+    assert report.captured == report.rendered == 8 and report.no_person == 0
+
+
+@needs_mediapipe
+def test_vid2vid_live_renders_a_video_standing_in_for_a_camera(dancers, tmp_path, capsys):
+    out = tmp_path / "live.mp4"
+    args = ["live", str(dancers["video"]), "--reference", str(dancers["reference"]), "-o", str(out),
+            "--side-by-side", "--every-frame"]
+    assert main(args) == 0
+    line = capsys.readouterr().out
+    assert "8 of 8 camera frames rendered (0 dropped, 0 with nobody in view)" in line and "frames/s" in line
+    frames = list(read_video(out))
+    assert len(frames) == 8 and frames[0].shape == (64, 3 * 64, 3)
+    assert main(args) == 2  # the output exists: not replaced without --overwrite
+    assert "exists (use --overwrite" in capsys.readouterr().err
+
+
+def test_vid2vid_live_names_a_missing_source(dancers, tmp_path, capsys):
+    assert main(["live", str(tmp_path / "nothing.mp4"), "--reference", str(dancers["reference"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "nothing.mp4: no such video file" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_vid2vid_live_needs_references_for_a_few_shot_model(dancers, capsys):
+    assert main(["live", str(dancers["video"])]) == 2
+    assert "needs --reference" in capsys.readouterr().err
