@@ -70,6 +70,7 @@ async function load() {
     $("size").append(option);
   }
   $("generate").disabled = false;
+  if (typeof offerLive === "function") offerLive();
 }
 
 function formData() {
