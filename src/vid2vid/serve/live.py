@@ -29,6 +29,7 @@ import time
 import traceback
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,12 @@ class Session:
         self.arrived = asyncio.Event()
         self.dropped = 0
         self.done_times: deque[float] = deque(maxlen=30)  # when the last results were sent: frames/s
+        # All of the session's work in one thread of its own: MediaPipe's graph is made, run and closed there, and
+        # what it keeps per thread goes with the thread when the session ends.
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="vid2vid-live")
+
+    async def in_thread(self, call, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.thread, call, *args)
 
     async def run(self) -> None:
         try:
@@ -112,7 +119,8 @@ class Session:
         finally:
             self.closed.set()
             if self.renderer is not None:
-                await asyncio.to_thread(self.renderer.close)
+                await self.in_thread(self.renderer.close)
+            self.thread.shutdown(wait=False)
             shutil.rmtree(self.folder, ignore_errors=True)
 
     async def start(self) -> None:
@@ -160,7 +168,7 @@ class Session:
             loop.call_soon_threadsafe(asyncio.ensure_future, self.websocket.send_json(note))
 
         await self.websocket.send_json({"type": "progress", "phase": "references", "done": 0, "total": 1})
-        self.renderer = await asyncio.to_thread(self.make_renderer, references, steps, progress)
+        self.renderer = await self.in_thread(self.make_renderer, references, steps, progress)
         await self.websocket.send_json({"type": "ready", "size": list(worker.data.size)})
 
     def make_renderer(self, references: list[Path], steps: int, progress) -> LiveRenderer:
@@ -219,7 +227,7 @@ class Session:
             seq, data, received = self.latest
             self.latest = None
 
-            frame, jpeg = await asyncio.to_thread(self.render, data, side)
+            frame, jpeg = await self.in_thread(self.render, data, side)
             now = time.perf_counter()
             self.done_times.append(now)
             span = self.done_times[-1] - self.done_times[0]
