@@ -126,6 +126,7 @@ def through_server(url: str, pid: int, frames: list[np.ndarray], seconds: float,
             pass
         stop = threading.Event()
         last = {}
+        had = [0]  # "frame" messages received: sent with each frame, so that the server holds back
 
         def receive():
             while not stop.is_set():
@@ -140,6 +141,7 @@ def through_server(url: str, pid: int, frames: list[np.ndarray], seconds: float,
                 meta = json.loads(message)
                 now = time.perf_counter()
                 with lock:
+                    had[0] += 1
                     latencies.append(1000 * (now - sent[meta["seq"]]))
                     received_at.append(now)
                     for seq in [s for s in sent if s <= meta["seq"]]:
@@ -162,7 +164,7 @@ def through_server(url: str, pid: int, frames: list[np.ndarray], seconds: float,
                 if not busy:
                     sent[seq] = time.perf_counter()
             if not busy:
-                ws.send(struct.pack("<I", seq) + jpegs[seq % len(jpegs)])
+                ws.send(struct.pack("<II", seq, had[0]) + jpegs[seq % len(jpegs)])
             seq += 1
             if time.perf_counter() >= next_minute:
                 rss.append(rss_mib(pid))
@@ -189,7 +191,7 @@ def sessions_opened_and_closed(url: str, pid: int, frames: list[np.ndarray], cou
             while json.loads(ws.recv())["type"] != "ready":
                 pass
             for seq in range(10):
-                ws.send(struct.pack("<I", seq) + out.getvalue())
+                ws.send(struct.pack("<II", seq, seq) + out.getvalue())
                 if json.loads(ws.recv())["result"]:
                     ws.recv()
         time.sleep(0.5)  # the session's end runs on the server after the socket closes

@@ -55,8 +55,9 @@ def jpeg(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def frame_message(seq: int, data: bytes) -> bytes:
-    return struct.pack("<I", seq) + data
+def frame_message(seq: int, data: bytes, had: int | None = None) -> bytes:
+    """A live frame: its number, the results the page has had (default: one per frame before it), the image."""
+    return struct.pack("<II", seq, seq if had is None else had) + data
 
 
 def start(ws, request: dict) -> list[dict]:
@@ -99,14 +100,28 @@ def test_camera_frames_come_back_rendered_in_order(client, camera):
 def test_frames_sent_faster_than_rendered_are_dropped_not_queued(client, camera):
     with client.websocket_connect("/api/live") as ws:
         start(ws, {"identity": 1000})
-        for seq in range(30):  # all at once: far faster than frames render
-            ws.send_bytes(frame_message(seq, camera[seq % len(camera)]))
+        for seq in range(30):  # all at once: far faster than frames render (each saying it had all results)
+            ws.send_bytes(frame_message(seq, camera[seq % len(camera)], had=10**6))
         seqs, meta = [], None
         while not seqs or seqs[-1] != 29:
             meta, _ = result(ws)
             seqs.append(meta["seq"])
         assert seqs == sorted(seqs) and len(seqs) < 30  # the newest always, in order; some never rendered
         assert meta["dropped"] == 30 - len(seqs)
+
+
+def test_results_do_not_queue_for_a_page_that_does_not_take_them(client, camera):
+    """A page that sends frames but has had no result: after MAX_UNSEEN results its frames are dropped, until it
+    says it has had them."""
+    with client.websocket_connect("/api/live") as ws:
+        start(ws, {"identity": 1000})
+        for seq in range(2):
+            ws.send_bytes(frame_message(seq, camera[seq], had=0))
+            assert result(ws)[0]["seq"] == seq
+        ws.send_bytes(frame_message(2, camera[2], had=0))  # two results it has not had: dropped
+        ws.send_bytes(frame_message(3, camera[3], had=2))  # caught up: rendered
+        meta, _ = result(ws)
+        assert meta["seq"] == 3 and meta["dropped"] == 1
 
 
 def test_nobody_in_view_holds_the_last_result_and_says_so(client, camera):
@@ -181,9 +196,9 @@ def test_another_sites_page_is_refused(client):
 
 
 @pytest.mark.parametrize("data, expected", [
-    (b"\0\0\0\0not an image", "not a readable JPEG or PNG"),
-    (b"\0\0\0\0" + bytes(300 * 1024), "larger than this server takes (256 kB)"),
-    (b"\0\0", "holds no image"),
+    (bytes(8) + b"not an image", "not a readable JPEG or PNG"),
+    (bytes(8) + bytes(300 * 1024), "larger than this server takes (256 kB)"),
+    (bytes(6), "holds no image"),
 ])
 def test_bad_frames_are_named_in_one_line(client, data, expected):
     with client.websocket_connect("/api/live") as ws:

@@ -262,7 +262,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the page", file=sys.stderr)
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames, max_resolution=args.max_resolution,
                     max_input_resolution=args.max_input_resolution, max_references=args.max_references,
-                    max_queue=args.max_queue, max_finetune_steps=args.max_finetune_steps)
+                    max_queue=args.max_queue, max_finetune_steps=args.max_finetune_steps, max_live=args.max_live,
+                    max_live_frame_kb=args.max_live_frame_kb)
     if args.checkpoint is None:
         from vid2vid.pretrained import shipped_model
         checkpoint = shipped_model()
@@ -427,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--max-queue", type=positive_int, default=8, help="most jobs waiting behind the running one")
     web.add_argument("--max-finetune-steps", type=non_negative_int, default=300,
                      help="most fine-tuning steps a job may ask for (0: no fine-tuning offered)")
+    web.add_argument("--max-live", type=non_negative_int, default=2,
+                     help="live sessions (tabs with the camera on) at once; the next is told the server is busy")
+    web.add_argument("--max-live-frame-kb", type=whole_number(1, 10**6), default=2048,
+                     help="largest camera frame a live page may send")
     web.add_argument("--device", default="auto", help="auto, cpu or cuda")
     web.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                      help="auto: bf16 autocast on CUDA for few-shot models, else fp32")

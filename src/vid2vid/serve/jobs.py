@@ -150,7 +150,7 @@ class Worker:
                        "max_references": self.limits.max_references, "max_queue": self.limits.max_queue,
                        "max_finetune_steps": self.limits.max_finetune_steps if self.few_shot else 0,
                        "max_live": self.limits.max_live},
-            "live": self.data.task in LIVE_TASKS,
+            "live": self.data.task in LIVE_TASKS and self.limits.max_live > 0,
             "label_file": MODALITIES[LABEL_MODALITY[self.data.task]].description
             if self.data.task in LABEL_MODALITY else None,
             "trained_iterations": info.get("iteration"),

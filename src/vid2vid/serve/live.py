@@ -4,16 +4,19 @@
                             one binary message; "finetune": steps (optional, few-shot). A vid2vid model takes {}.
     server -> page  text    {"type": "progress", "phase": "references" | "finetune", "done", "total"}
                     text    {"type": "ready", "size": [H, W]}
-    page -> server  binary  a camera frame: its number (4 bytes, little-endian) then a JPEG or PNG
+    page -> server  binary  a camera frame: its number and the count of "frame" messages the page has had so far
+                            (4 bytes each, little-endian), then a JPEG or PNG
     server -> page  text    {"type": "frame", "seq", "person", "result", "server_ms", "label_ms", "generate_ms",
                             "fps", "dropped"}, then (where "result") the result as a JPEG, binary
                     text    {"type": "error", "message"}, and the socket closes
 
 Latency stays bounded: frames are read as they come and only the newest waits; one the renderer had no time
-for is dropped (counted in "dropped"), never queued. The page sends a frame when the one before has come back
-(or was dropped), so frames do not pile up in the network either. Each tab has its own state (a copy of the
-model, the references, the outputs fed back, the landmark tracker); at most Limits.max_live tabs at once, the
-next is told the server is busy. Closing the tab ends its session and frees all of it.
+for is dropped (counted in "dropped"), never queued. Nor do results queue on their way to a page slower than
+the server: a frame that comes while the page is MAX_UNSEEN results behind is dropped too. The page sends a
+frame when one has come back, at most two out at once, so frames do not pile up in the network. Each tab has
+its own state (a copy of the model, the references, the outputs fed back, the landmark tracker, a thread); at
+most Limits.max_live tabs at once, the next is told the server is busy. Closing the tab ends its session and
+frees all of it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from vid2vid.serve.jobs import BUILTIN, BadRequest, Worker
 log = logging.getLogger("vid2vid.serve")
 
 BUSY = 1013  # WebSocket close code: try again later
-FRAME_HEADER = struct.Struct("<I")
+FRAME_HEADER = struct.Struct("<II")  # frame number, results the page has had
+MAX_UNSEEN = 2  # results sent that the page has not had yet, past which its frames are dropped
 
 
 class LiveSessions:
@@ -97,7 +101,8 @@ class Session:
         self.folder = worker.work_dir / "live" / uuid.uuid4().hex[:12]
         self.renderer: LiveRenderer | None = None
         self.closed = threading.Event()  # the page went away: a fine-tuning in progress stops at its next step
-        self.latest: tuple[int, bytes, float] | None = None
+        self.latest: tuple[int, int, bytes, float] | None = None  # frame number, results had, image, arrival
+        self.sent = 0  # "frame" messages sent
         self.arrived = asyncio.Event()
         self.dropped = 0
         self.done_times: deque[float] = deque(maxlen=30)  # when the last results were sent: frames/s
@@ -206,7 +211,7 @@ class Session:
                 raise BadRequest("a live frame holds no image")
             if self.latest is not None:
                 self.dropped += 1
-            self.latest = (FRAME_HEADER.unpack_from(data)[0], data[FRAME_HEADER.size:], time.perf_counter())
+            self.latest = (*FRAME_HEADER.unpack_from(data), data[FRAME_HEADER.size:], time.perf_counter())
             self.arrived.set()
 
     def render(self, data: bytes, max_side: int):
@@ -224,8 +229,11 @@ class Session:
                 reader.result()
                 return
             self.arrived.clear()
-            seq, data, received = self.latest
+            seq, had, data, received = self.latest
             self.latest = None
+            if self.sent - had >= MAX_UNSEEN:  # the page is behind: its results would queue on the way
+                self.dropped += 1
+                continue
 
             frame, jpeg = await self.in_thread(self.render, data, side)
             now = time.perf_counter()
@@ -236,6 +244,7 @@ class Session:
                 "type": "frame", "seq": seq, "person": frame.person, "result": jpeg is not None,
                 "server_ms": round(1000 * (now - received), 1), "label_ms": round(frame.label_ms, 1),
                 "generate_ms": round(frame.generate_ms, 1), "fps": round(fps, 1), "dropped": self.dropped})
+            self.sent += 1
             if jpeg is not None:
                 await self.websocket.send_bytes(jpeg)
 
@@ -251,6 +260,9 @@ def live_endpoint(worker: Worker, sessions: LiveSessions, same_origin):
         await websocket.accept()
         if worker.data.task not in LIVE_TASKS:
             await fail(websocket, f"live mode drives pose and face models; this one's task is {worker.data.task}")
+            return
+        if sessions.limit == 0:
+            await fail(websocket, "live mode is off on this server (it was started with --max-live 0)")
             return
         if not sessions.take():
             await fail(websocket, f"the server is busy: {sessions.limit} live session"

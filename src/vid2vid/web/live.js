@@ -5,7 +5,7 @@
 
 const MAX_IN_FLIGHT = 2;
 const SEND_WIDTH = 320; // the detector needs no more; small JPEGs travel fast
-const live = { socket: null, stream: null, timer: null, seq: 0, sent: new Map(), error: "" };
+const live = { socket: null, stream: null, timer: null, seq: 0, sent: new Map(), had: 0, error: "" };
 // What the page has shown, for people and for the browser test: results in order, latencies, notices.
 window.liveStats = { results: [], latencies: [], noPerson: 0, shownAt: [], server: null };
 
@@ -80,6 +80,8 @@ async function startLive() {
   $("live-stop").hidden = false;
   $("live-start").hidden = true;
   window.liveStats = { results: [], latencies: [], noPerson: 0, shownAt: [], server: null };
+  live.seq = 0;
+  live.had = 0;
   const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
   socket.binaryType = "arraybuffer";
   live.socket = socket;
@@ -117,6 +119,8 @@ async function startLive() {
 
 function sendFrame() {
   const video = $("live-camera");
+  // A frame the server never answered (dropped while results were on their way) stops counting after a second.
+  for (const [seq, at] of live.sent) if (performance.now() - at > 1000) live.sent.delete(seq);
   if (!live.socket || live.socket.readyState !== WebSocket.OPEN || live.sent.size >= MAX_IN_FLIGHT ||
       video.readyState < 2 || !video.videoWidth) return;
   const canvas = sendFrame.canvas || (sendFrame.canvas = document.createElement("canvas"));
@@ -127,11 +131,13 @@ function sendFrame() {
   const seq = live.seq++;
   live.sent.set(seq, performance.now());
   canvas.toBlob(async (blob) => {
-    const header = new Uint32Array([seq]);
+    // The frame's number and how many results this page has had: the server drops frames rather than send
+    // results faster than the page takes them.
+    const header = new Uint32Array([seq, live.had]);
     const body = await blob.arrayBuffer();
-    const message = new Uint8Array(4 + body.byteLength);
+    const message = new Uint8Array(header.byteLength + body.byteLength);
     message.set(new Uint8Array(header.buffer), 0);
-    message.set(new Uint8Array(body), 4);
+    message.set(new Uint8Array(body), header.byteLength);
     if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(message);
   }, "image/jpeg", 0.85);
 }
@@ -139,6 +145,7 @@ function sendFrame() {
 let pendingResult = null; // the frame message whose result image comes next
 
 function onResult(message) {
+  live.had += 1;
   const sentAt = live.sent.get(message.seq);
   // This frame came back; the ones sent before it were dropped by the server (it renders only the newest).
   for (const seq of [...live.sent.keys()]) if (seq <= message.seq) live.sent.delete(seq);
@@ -198,6 +205,7 @@ function stopLive(status = "Stopped.") {
   if (live.stream) for (const track of live.stream.getTracks()) track.stop();
   live.stream = null;
   live.sent.clear();
+  live.had = 0;
   $("live-camera").srcObject = null;
   $("live-stop").hidden = true;
   $("live-start").hidden = false;
