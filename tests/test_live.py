@@ -17,7 +17,7 @@ from vid2vid.data.layout import scan
 from vid2vid.data.video import VideoWriter, read_image, read_video
 from vid2vid.data.writer import write_synthetic
 from vid2vid.generate import data_config_for, generate_frames, load_for_inference, references_for
-from vid2vid.live import REFRAME_AFTER, Captured, LatestFrame, LiveRenderer, for_stream, run_live
+from vid2vid.live import REFRAME_AFTER, LivePipeline, LiveRenderer, NewestSlot, for_stream, run_live
 from vid2vid.pretrained import shipped_model
 
 CPU = torch.device("cpu")
@@ -58,26 +58,62 @@ def stored_labeller(sequence):
 
 
 def test_the_slot_keeps_only_the_newest_frame_and_counts_the_rest_dropped():
-    slot = LatestFrame()
+    slot = NewestSlot()
     for i in range(3):
-        slot.put(Captured(np.zeros((2, 2, 3), np.uint8), i, float(i)))
-    assert slot.take().index == 2 and slot.dropped == 2 and slot.puts == 3
-    slot.put(Captured(np.zeros((2, 2, 3), np.uint8), 3, 3.0))
+        slot.put(i)
+    assert slot.take() == 2 and slot.dropped == 2 and slot.puts == 3
+    slot.put(3)
     slot.end()
-    assert slot.take().index == 3  # a frame put before the end is still taken
+    assert slot.take() == 3  # an item put before the end is still taken
     assert slot.take() is None
 
 
-def test_the_slot_waits_for_a_frame():
-    slot = LatestFrame()
+def test_the_slot_waits_for_an_item_and_a_waiting_put_for_the_taker():
+    slot = NewestSlot()
     got = []
     taker = threading.Thread(target=lambda: got.append(slot.take()))
     taker.start()
     time.sleep(0.05)
     assert not got  # nothing yet: take waits rather than returning stale or empty
-    slot.put(Captured(np.zeros((2, 2, 3), np.uint8), 7, 0.0))
+    slot.put(7)
     taker.join(2)
-    assert got[0].index == 7
+    assert got == [7]
+    slot.put(8)
+    putter = threading.Thread(target=lambda: slot.put(9, wait=True))
+    putter.start()
+    time.sleep(0.05)
+    assert putter.is_alive() and slot.take() == 8  # the hand-over waited: nothing dropped
+    putter.join(2)
+    assert slot.take() == 9 and slot.dropped == 0
+
+
+def test_the_pipeline_gives_the_renderers_frames_in_order(dancers):
+    """Two threads, one frame apart, give what the renderer gives frame by frame."""
+    sequence, cfg = dancers["sequence"], dancers["cfg"]
+    images = [read_image(path) for path in sequence.files["images"]]
+    alone = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU, labeller=stored_labeller(sequence))
+    want = [alone(image).result for image in images]
+    got, ended = [], threading.Event()
+    renderer = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU,
+                            labeller=stored_labeller(sequence))
+    pipeline = LivePipeline(renderer, lambda tag, frame, at: got.append((tag, frame.result)), on_end=ended.set)
+    for i, image in enumerate(images):
+        pipeline.submit(i, image, wait=True)
+    pipeline.finish()
+    assert ended.wait(30) and pipeline.error is None
+    assert [tag for tag, _ in got] == list(range(8))
+    assert all(np.array_equal(a, b) for (_, a), b in zip(got, want, strict=True))
+
+
+def test_an_error_in_a_half_ends_the_pipeline_and_is_kept(dancers):
+    def broken(image):
+        raise ValueError("the detector broke")
+    renderer = LiveRenderer(for_stream(dancers["model"]), dancers["cfg"], dancers["refs"], CPU, labeller=broken)
+    ended = threading.Event()
+    pipeline = LivePipeline(renderer, lambda *a: None, on_end=ended.set)
+    pipeline.submit(0, np.zeros((64, 64, 3), np.uint8))
+    assert ended.wait(10) and "the detector broke" in str(pipeline.error)
+    pipeline.close()
 
 
 def test_live_frames_are_generates_frames(dancers):
@@ -127,27 +163,24 @@ def test_a_stream_does_not_share_the_model_state_of_another(dancers):
                                                             strict=True))
 
 
-class SlowRenderer:
-    """Stands in for a renderer slower than the camera: 80 ms a frame against a camera's 40 ms."""
+class SlowRenderer(LiveRenderer):
+    """A renderer slower than the camera: its frame step takes 80 ms against a camera's 40 ms."""
 
-    def __init__(self, renderer):
-        self.renderer = renderer
-
-    def __call__(self, image):
+    def render(self, labelled):
         time.sleep(0.08)
-        return self.renderer(image)
+        return super().render(labelled)
 
 
 def test_a_slow_renderer_drops_frames_instead_of_queueing_them(dancers, tmp_path):
     sequence, cfg = dancers["sequence"], dancers["cfg"]
     person = read_frame(sequence, 0)
-    renderer = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU, labeller=lambda image: person)
+    renderer = SlowRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU, labeller=lambda image: person)
     out = tmp_path / "live.mp4"
     video = tmp_path / "camera.mp4"
     with VideoWriter(video, fps=25) as writer:
         for _ in range(25):  # one second of camera
             writer.write(person.image)
-    report = run_live(None, str(video), out, renderer=SlowRenderer(renderer))
+    report = run_live(None, str(video), out, renderer=renderer)
     assert report.captured == 25
     assert 8 <= report.rendered <= 16  # about one frame in two taken; the others dropped, none waited in a queue
     # Latency stays about one render (plus the wait for the frame in progress), not growing frame after frame.

@@ -6,15 +6,17 @@ landmark detector that follows the person from frame to frame. Each frame is lab
 by the model's task), framed as `vid2vid generate` frames a driving video (the box of the first frame with
 someone in it), and rendered by one frame step. Where nobody is in view the last result is held.
 
-`vid2vid live` (`run_live`) drives it from a camera or a video file standing in for one: a reader thread keeps
-only the newest frame (`LatestFrame`), so a renderer slower than the camera drops frames rather than queueing
-them, and the latency from capture to result stays bounded. `vid2vid serve`'s Live page does the same for a
-browser's camera (vid2vid.serve.live).
+`LivePipeline` runs its two halves, the detector and the frame step, on two threads one frame apart, and keeps
+only the newest frame waiting (`NewestSlot`): a renderer slower than the camera drops frames rather than
+queueing them, and the latency from capture to result stays bounded. `vid2vid live` (`run_live`) feeds it from a
+camera or a video file standing in for one; `vid2vid serve`'s Live page from a browser's camera
+(vid2vid.serve.live).
 """
 
 from __future__ import annotations
 
 import copy
+import queue
 import tempfile
 import threading
 import time
@@ -73,8 +75,18 @@ class Labeller:
         self.extract.close()
 
 
+@dataclass
+class Labelled:
+    """A camera frame labelled, ready for the frame step (LiveRenderer.label's answer)."""
+    label: torch.Tensor | None  # (C, H, W), framed; None where nobody was found
+    fresh: bool  # framed afresh (nobody for REFRAME_AFTER frames): the outputs fed back are forgotten
+    label_ms: float
+
+
 class LiveRenderer:
-    """One camera stream: frames in, results out, one at a time (not thread-safe: one stream, one thread).
+    """One camera stream: frames in, results out. `renderer(image)` does both halves; `label` (the detector and
+    the framing) and `render` (the frame step) touch separate state, so that LivePipeline can run them on two
+    threads, one frame apart. Each half is for one thread at a time.
 
     model: this stream's own generator (`for_stream` copies a shared one); refs: the few-shot references (None for
     vid2vid); labeller: a callable image -> Frame | None (default: `Labeller` for the task)."""
@@ -94,35 +106,161 @@ class LiveRenderer:
         model.reset()
 
     def __call__(self, image: np.ndarray) -> LiveFrame:
-        from vid2vid.generate import label_to_uint8, to_uint8
+        return self.render(self.label(image))
 
+    def label(self, image: np.ndarray) -> Labelled:
         start = time.perf_counter()
         frame = self.labeller(image)
-        labelled = time.perf_counter()
-        label_ms = 1000 * (labelled - start)
         if frame is None:
             self.missing += 1
-            if self.missing == REFRAME_AFTER:
+            fresh = self.missing == REFRAME_AFTER
+            if fresh:
                 self.framer.reset()
-                self.history = new_history(self.model)
-            return LiveFrame(self.last, None, False, label_ms, 0.0)
+            return Labelled(None, fresh, 1000 * (time.perf_counter() - start))
         self.missing = 0
         frame = resize_frame(frame, self.framing.scale_for(frame.source_size))
-        item = self.framer(frame)
-        label = item["label"][None].to(self.device)
+        return Labelled(self.framer(frame)["label"], False, 1000 * (time.perf_counter() - start))
+
+    def render(self, labelled: Labelled) -> LiveFrame:
+        from vid2vid.generate import label_to_uint8, to_uint8
+
+        if labelled.fresh:
+            self.history = new_history(self.model)
+        if labelled.label is None:
+            return LiveFrame(self.last, None, False, labelled.label_ms, 0.0)
+        start = time.perf_counter()
+        label = labelled.label[None].to(self.device)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                              enabled=self.amp_dtype is not None):
             out = step(self.model, label, self.history, self.refs)
         output = out.fake_images.float()
         self.history.push(label, output)
         self.last = to_uint8(output[0])
-        return LiveFrame(self.last, label_to_uint8(item["label"]), True, label_ms,
-                         1000 * (time.perf_counter() - labelled))
+        return LiveFrame(self.last, label_to_uint8(labelled.label), True, labelled.label_ms,
+                         1000 * (time.perf_counter() - start))
 
     def close(self) -> None:
         close = getattr(self.labeller, "close", None)
         if close is not None:
             close()
+
+
+class NewestSlot:
+    """A slot for the newest item (a camera frame): put() replaces one nobody took (counted as dropped), take()
+    waits for one. No queue: who takes always gets the newest."""
+
+    def __init__(self):
+        self.item = None
+        self.ended = False
+        self.puts = self.dropped = 0
+        self.taken_at = 0.0  # time.perf_counter() of the last take
+        self.changed = threading.Condition()
+
+    def put(self, item, wait: bool = False) -> None:
+        """wait: until the item before was taken (frames of a file, every one taken, or a hand-over)."""
+        with self.changed:
+            if wait:
+                self.changed.wait_for(lambda: self.item is None or self.ended)
+            self.puts += 1
+            if self.item is not None:
+                self.dropped += 1
+            self.item = item
+            self.changed.notify_all()
+
+    def end(self) -> None:
+        """No more items: take() answers None once the last one is taken; a waiting put() gives up."""
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    def take(self):
+        """The newest item not yet taken; None once the slot has ended and its last item was taken."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.item is not None or self.ended)
+            item, self.item = self.item, None
+            self.taken_at = time.perf_counter()
+            self.changed.notify_all()
+            return item
+
+    def wait_empty(self) -> float:
+        """Wait until the item put last was taken (or the slot ended); when it was taken."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.item is None or self.ended)
+            return self.taken_at
+
+
+class LivePipeline:
+    """A LiveRenderer's two halves on two threads: the detector labels frame n + 1 while the frame step renders
+    frame n, so frames come at the pace of the slower half rather than of both together (on 2 cores at 64x64:
+    benchmarks/RESULTS.md, "Live"). submit() hands in a frame (the newest waits; one not yet taken is dropped);
+    on_result(tag, LiveFrame, time) is called in order, on the frame step's thread; on_end() once after the last,
+    also after an error (then kept in .error). The labeller is closed on its own thread at the end."""
+
+    def __init__(self, renderer: LiveRenderer, on_result: Callable[[object, LiveFrame, float], None],
+                 on_end: Callable[[], None] = lambda: None):
+        self.renderer, self.on_result, self.on_end = renderer, on_result, on_end
+        self.frames, self.labelled = NewestSlot(), NewestSlot()
+        self.error: BaseException | None = None
+        self.label_seconds = self.render_seconds = 0.0  # running averages of each half's time
+        self.threads = [threading.Thread(target=self._label, name="vid2vid-live-label", daemon=True),
+                        threading.Thread(target=self._render, name="vid2vid-live-render", daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, tag, image: np.ndarray | Callable[[], np.ndarray], wait: bool = False) -> None:
+        """image: the frame, or a callable that makes it (decoded on the labelling thread)."""
+        self.frames.put((tag, image), wait=wait)
+
+    def finish(self) -> None:
+        """No more frames: those handed in are still rendered."""
+        self.frames.end()
+
+    def close(self) -> None:
+        """Stop now (frames waiting are dropped) and wait for both threads."""
+        self.frames.end()
+        self.labelled.end()
+        for thread in self.threads:
+            thread.join(10)
+
+    def _label(self) -> None:
+        try:
+            while True:
+                # The next frame is taken once the frame step has started on the last one, and, where the frame
+                # step is the slower half, only so long before it ends as labelling takes: taken at once, it would
+                # wait labelled, growing stale.
+                started = self.labelled.wait_empty()
+                time.sleep(max(0.0, started + self.render_seconds - self.label_seconds - time.perf_counter()))
+                if (item := self.frames.take()) is None:
+                    break
+                tag, image = item
+                start = time.perf_counter()
+                labelled = self.renderer.label(image() if callable(image) else image)
+                self.label_seconds = average(self.label_seconds, time.perf_counter() - start)
+                self.labelled.put((tag, labelled), wait=True)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads .error
+            self.error = self.error or exc
+        finally:
+            self.labelled.end()
+            self.renderer.close()
+
+    def _render(self) -> None:
+        try:
+            while (item := self.labelled.take()) is not None:
+                tag, labelled = item
+                start = time.perf_counter()
+                frame = self.renderer.render(labelled)
+                self.on_result(tag, frame, time.perf_counter())
+                self.render_seconds = average(self.render_seconds, time.perf_counter() - start)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads .error
+            self.error = self.error or exc
+            self.frames.end()
+        finally:
+            self.on_end()
+
+
+def average(mean: float, value: float, weight: float = 0.2) -> float:
+    """A running average that follows the last few values (the first value starts it)."""
+    return value if mean == 0 else (1 - weight) * mean + weight * value
 
 
 def for_stream(model: torch.nn.Module) -> torch.nn.Module:
@@ -161,42 +299,6 @@ class Captured:
     time: float  # time.perf_counter() when it was read
 
 
-class LatestFrame:
-    """A slot for the newest camera frame: put() replaces a frame nobody took (counted as dropped), take() waits
-    for one newer than the last taken. No queue: the renderer always gets the newest frame."""
-
-    def __init__(self):
-        self.frame: Captured | None = None
-        self.ended = False
-        self.puts = self.dropped = 0
-        self.error: BaseException | None = None
-        self.changed = threading.Condition()
-
-    def put(self, frame: Captured, wait: bool = False) -> None:
-        """wait: until the frame before was taken (a file read frame by frame: nothing dropped)."""
-        with self.changed:
-            if wait:
-                self.changed.wait_for(lambda: self.frame is None or self.ended)
-            self.puts += 1
-            if self.frame is not None:
-                self.dropped += 1
-            self.frame = frame
-            self.changed.notify_all()
-
-    def end(self, error: BaseException | None = None) -> None:
-        with self.changed:
-            self.ended, self.error = True, error
-            self.changed.notify_all()
-
-    def take(self) -> Captured | None:
-        """The newest frame not yet taken; None once the camera has ended and every frame was taken."""
-        with self.changed:
-            self.changed.wait_for(lambda: self.frame is not None or self.ended)
-            frame, self.frame = self.frame, None
-            self.changed.notify_all()
-            return frame
-
-
 def camera_frames(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
     """(RGB frames, frames/s, whether it is a file to pace) of a camera index ("0") or a video file."""
     if source.isdigit():
@@ -226,10 +328,10 @@ def camera_frames(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
     return read_video(path), video_info(path).fps or 25.0, True
 
 
-def capture(frames: Iterator[np.ndarray], fps: float, pace: bool, wait: bool, slot: LatestFrame,
-            stop: threading.Event, max_frames: int | None = None) -> None:
-    """Reader thread: frames into the slot as a camera delivers them (a file at its frame rate when pace; each
-    frame once the one before was taken when wait)."""
+def capture(frames: Iterator[np.ndarray], fps: float, pace: bool, wait: bool, pipeline: LivePipeline,
+            stop: threading.Event, errors: list, max_frames: int | None = None) -> None:
+    """Reader thread: frames into the pipeline as a camera delivers them (a file at its frame rate when pace; each
+    frame once the one before was taken when wait). The camera's error, if any, goes into errors."""
     start = time.perf_counter()
     try:
         for index, image in enumerate(frames):
@@ -237,10 +339,11 @@ def capture(frames: Iterator[np.ndarray], fps: float, pace: bool, wait: bool, sl
                 break
             if pace:
                 time.sleep(max(0.0, start + index / fps - time.perf_counter()))
-            slot.put(Captured(image, index, time.perf_counter()), wait=wait)
-        slot.end()
-    except BaseException as exc:  # the main thread reports it
-        slot.end(exc)
+            pipeline.submit(Captured(image, index, time.perf_counter()), image, wait=wait)
+    except BaseException as exc:  # noqa: BLE001 - the main thread reports it
+        errors.append(exc)
+    finally:
+        pipeline.finish()
 
 
 @dataclass
@@ -306,21 +409,23 @@ def run_live(checkpoint: str | Path, source: str, output: str | Path | None, ref
                                               torch_device, backdrop=backdrop, finetune_steps=finetune_steps,
                                               amp_dtype=amp)
             renderer = LiveRenderer(model, cfg, refs, torch_device, amp)
-            stack.callback(renderer.close)
         writer = stack.enter_context(VideoWriter(output, fps=fps)) if output is not None else None
-        slot, stop = LatestFrame(), threading.Event()
+        results: queue.Queue = queue.Queue()
+        pipeline = LivePipeline(renderer, lambda captured, frame, at: results.put((captured, frame, at)),
+                                on_end=lambda: results.put(None))
+        stack.callback(pipeline.close)  # also closes the renderer's detector
+        stop, errors = threading.Event(), []
         wait = is_file and not pace  # every frame of a file, none dropped
-        reader = threading.Thread(target=capture, args=(frames, fps, pace, wait, slot, stop, max_frames),
+        reader = threading.Thread(target=capture, args=(frames, fps, pace, wait, pipeline, stop, errors, max_frames),
                                   name="vid2vid-live-camera", daemon=True)
         stack.callback(reader.join, 5)
-        stack.callback(slot.end)  # a reader waiting to put a frame gives up
         stack.callback(stop.set)
         start = time.perf_counter()
         reader.start()
         shown, last_index = None, -1
-        while (captured := slot.take()) is not None:
-            frame = renderer(captured.image)
-            report.latencies_ms.append(1000 * (time.perf_counter() - captured.time))
+        while (item := results.get()) is not None:
+            captured, frame, at = item
+            report.latencies_ms.append(1000 * (at - captured.time))
             report.label_ms.append(frame.label_ms)
             report.rendered += 1
             if frame.person:
@@ -337,10 +442,12 @@ def run_live(checkpoint: str | Path, source: str, output: str | Path | None, ref
             if seconds is not None and time.perf_counter() - start >= seconds:
                 break
         stop.set()
-        if slot.error is not None:
-            raise slot.error
+        pipeline.close()
+        for error in [*errors, pipeline.error]:
+            if error is not None:
+                raise error
         report.seconds = time.perf_counter() - start
-        report.captured = slot.puts
+        report.captured = pipeline.frames.puts
         if writer is not None and shown is None:
             raise DataError(f"{source}: nobody was found on any frame, so there is nothing to write")
     return report

@@ -42,7 +42,7 @@ from vid2vid.data import DataError
 from vid2vid.data.detector import MissingExtra
 from vid2vid.device import pick_precision
 from vid2vid.errors import one_line
-from vid2vid.live import LIVE_TASKS, LiveRenderer, for_stream, live_references
+from vid2vid.live import LIVE_TASKS, LiveFrame, LivePipeline, LiveRenderer, for_stream, live_references
 from vid2vid.serve.jobs import BUILTIN, BadRequest, Worker
 
 log = logging.getLogger("vid2vid.serve")
@@ -101,10 +101,10 @@ class Session:
         self.folder = worker.work_dir / "live" / uuid.uuid4().hex[:12]
         self.renderer: LiveRenderer | None = None
         self.closed = threading.Event()  # the page went away: a fine-tuning in progress stops at its next step
-        self.latest: tuple[int, int, bytes, float] | None = None  # frame number, results had, image, arrival
+        self.pipeline: LivePipeline | None = None
+        self.results: asyncio.Queue = asyncio.Queue()  # (tag, LiveFrame, JPEG) from the pipeline; None at its end
         self.sent = 0  # "frame" messages sent
-        self.arrived = asyncio.Event()
-        self.dropped = 0
+        self.held_back = 0  # frames dropped because the page was behind
         self.done_times: deque[float] = deque(maxlen=30)  # when the last results were sent: frames/s
         # All of the session's work in one thread of its own: MediaPipe's graph is made, run and closed there, and
         # what it keeps per thread goes with the thread when the session ends.
@@ -116,14 +116,23 @@ class Session:
     async def run(self) -> None:
         try:
             await self.start()
+            loop = asyncio.get_running_loop()
+
+            def post(item) -> None:  # from the pipeline's frame-step thread
+                loop.call_soon_threadsafe(self.results.put_nowait, item)
+
+            self.pipeline = LivePipeline(self.renderer, lambda tag, frame, at: post((tag, frame, encode(frame))),
+                                         on_end=lambda: post(None))
             reader = asyncio.create_task(self.read_frames())
             try:
-                await self.render_frames(reader)
+                await self.send_results(reader)
             finally:
                 reader.cancel()
         finally:
             self.closed.set()
-            if self.renderer is not None:
+            if self.pipeline is not None:
+                await asyncio.to_thread(self.pipeline.close)  # closes the renderer's detector on its thread
+            elif self.renderer is not None:
                 await self.in_thread(self.renderer.close)
             self.thread.shutdown(wait=False)
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -195,8 +204,9 @@ class Session:
             raise Closed()
 
     async def read_frames(self) -> None:
-        """Every message as it comes: the newest frame kept, one not yet rendered dropped."""
-        limit = self.worker.limits.max_live_frame_kb * 1024
+        """Every message as it comes, into the pipeline (where the newest waits and one not yet taken is dropped);
+        a frame of a page MAX_UNSEEN results behind is held back (dropped) here."""
+        limits = self.worker.limits
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -204,49 +214,51 @@ class Session:
             data = message.get("bytes")
             if data is None:
                 raise BadRequest("live frames are binary messages: a frame number, then the image")
-            if len(data) > limit:
+            if len(data) > limits.max_live_frame_kb * 1024:
                 raise BadRequest(f"a camera frame of {len(data) // 1024} kB is larger than this server takes "
-                                 f"({self.worker.limits.max_live_frame_kb} kB)")
+                                 f"({limits.max_live_frame_kb} kB)")
             if len(data) <= FRAME_HEADER.size:
                 raise BadRequest("a live frame holds no image")
-            if self.latest is not None:
-                self.dropped += 1
-            self.latest = (*FRAME_HEADER.unpack_from(data), data[FRAME_HEADER.size:], time.perf_counter())
-            self.arrived.set()
+            seq, had = FRAME_HEADER.unpack_from(data)
+            if self.sent - had >= MAX_UNSEEN:  # the page is behind: its results would queue on the way
+                self.held_back += 1
+                continue
+            image = data[FRAME_HEADER.size:]
+            self.pipeline.submit((seq, time.perf_counter()),
+                                 lambda image=image: decode_frame(image, limits.max_input_resolution))
 
-    def render(self, data: bytes, max_side: int):
-        """(LiveFrame, its result as a JPEG or None) of one camera frame, off the event loop."""
-        frame = self.renderer(decode_frame(data, max_side))
-        return frame, None if frame.result is None else encode_jpeg(frame.result)
-
-    async def render_frames(self, reader: asyncio.Task) -> None:
-        side = self.worker.limits.max_input_resolution
+    async def send_results(self, reader: asyncio.Task) -> None:
+        """Each result as the pipeline gives it, in order, with the server's timings."""
         while True:
-            waiting = asyncio.create_task(self.arrived.wait())
-            await asyncio.wait([waiting, reader], return_when=asyncio.FIRST_COMPLETED)
-            if reader.done():  # the page went away, or sent something wrong
-                waiting.cancel()
+            getter = asyncio.create_task(self.results.get())
+            await asyncio.wait([getter, reader], return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():  # the page went away, or sent something wrong
+                getter.cancel()
                 reader.result()
                 return
-            self.arrived.clear()
-            seq, had, data, received = self.latest
-            self.latest = None
-            if self.sent - had >= MAX_UNSEEN:  # the page is behind: its results would queue on the way
-                self.dropped += 1
-                continue
-
-            frame, jpeg = await self.in_thread(self.render, data, side)
+            item = getter.result()
+            if item is None:  # the pipeline stopped
+                if self.pipeline.error is not None:
+                    raise self.pipeline.error
+                return
+            (seq, arrived), frame, jpeg = item
             now = time.perf_counter()
             self.done_times.append(now)
             span = self.done_times[-1] - self.done_times[0]
             fps = (len(self.done_times) - 1) / span if span > 0 else 0.0
             await self.websocket.send_json({
                 "type": "frame", "seq": seq, "person": frame.person, "result": jpeg is not None,
-                "server_ms": round(1000 * (now - received), 1), "label_ms": round(frame.label_ms, 1),
-                "generate_ms": round(frame.generate_ms, 1), "fps": round(fps, 1), "dropped": self.dropped})
+                "server_ms": round(1000 * (now - arrived), 1), "label_ms": round(frame.label_ms, 1),
+                "generate_ms": round(frame.generate_ms, 1), "fps": round(fps, 1),
+                "dropped": self.pipeline.frames.dropped + self.held_back})
             self.sent += 1
             if jpeg is not None:
                 await self.websocket.send_bytes(jpeg)
+
+
+def encode(frame: LiveFrame) -> bytes | None:
+    """A result as the JPEG the page shows (None before anyone was seen)."""
+    return None if frame.result is None else encode_jpeg(frame.result)
 
 
 def live_endpoint(worker: Worker, sessions: LiveSessions, same_origin):
