@@ -66,11 +66,7 @@ def in_process(video: Path, reference: Path, size: int, precision: str, work: Pa
     cfg = replace(data_config_for(checkpoint, model, None), size=(size, size))
     refs = references_for([reference], cfg, work)
     amp = torch.bfloat16 if precision == "bf16" else None
-    renderer = LiveRenderer(model, cfg, refs, CPU, amp)
-    try:
-        report = run_live(None, str(video), None, renderer=renderer)
-    finally:
-        renderer.close()
+    report = run_live(None, str(video), None, renderer=LiveRenderer(model, cfg, refs, CPU, amp))
     return {"captured": report.captured, "rendered": report.rendered, "fps": report.fps,
             "p50": report.latency(50), "p95": report.latency(95), "detector": float(np.median(report.label_ms)),
             "step": float(np.median(report.generate_ms))}

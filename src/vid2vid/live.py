@@ -99,7 +99,11 @@ class LiveRenderer:
         self.refs = None if refs is None else refs.to(device)
         self.framing = Framing(cfg)
         self.framer = DrivingFramer(self.framing)
-        self.labeller = labeller if labeller is not None else Labeller(cfg.task)
+        if cfg.task not in LIVE_TASKS:
+            raise ValueError(f"live mode drives pose and face models; this one's task is {cfg.task}")
+        # The detector is made on the thread that labels (MediaPipe's graph made, run and closed on one thread;
+        # made on another, a server's memory grew by each session).
+        self.labeller = labeller
         self.history = new_history(model)
         self.last: np.ndarray | None = None
         self.missing = 0
@@ -110,6 +114,8 @@ class LiveRenderer:
 
     def label(self, image: np.ndarray) -> Labelled:
         start = time.perf_counter()
+        if self.labeller is None:
+            self.labeller = Labeller(self.framing.cfg.task)
         frame = self.labeller(image)
         if frame is None:
             self.missing += 1
@@ -140,7 +146,9 @@ class LiveRenderer:
                          1000 * (time.perf_counter() - start))
 
     def close(self) -> None:
+        """Close the detector (once: LivePipeline closes it at its end, a caller may too)."""
         close = getattr(self.labeller, "close", None)
+        self.labeller = None
         if close is not None:
             close()
 
@@ -244,6 +252,11 @@ class LivePipeline:
             self.renderer.close()
 
     def _render(self) -> None:
+        if self.renderer.device.type == "cpu":
+            # The two halves share the cores: the frame step takes half of torch's threads (this thread's own
+            # setting), the detector the rest. At 64x64 on 2 cores one thread is as fast as two, and two contend
+            # with MediaPipe (benchmarks/RESULTS.md, "Live").
+            torch.set_num_threads(max(1, torch.get_num_threads() // 2))
         try:
             while (item := self.labelled.take()) is not None:
                 tag, labelled = item
