@@ -1,7 +1,8 @@
 """Live mode: frames/s and latency of a camera driving the shipped dancer model, two ways.
 
 1. In process (`vid2vid.live.run_live`): a built-in dancer's video stands in for a 30 frames/s camera; latency is
-   from the moment a frame is read to its result. At 64x64 (the shipped model's size) and 128x128 (the same
+   from the moment a frame is read to its result. Baseline in the same run: detector then frame step on one
+   thread, as before the two-thread pipeline. At 64x64 (the shipped model's size) and 128x128 (the same
    weights run at twice the size: no 128 model ships, so this is the cost, not the quality, of one).
 2. End to end through `vid2vid serve` (64x64): a WebSocket client sends the dancer's frames as JPEGs at 30
    frames/s with at most two out at once, as the page does; latency is from sent to result received. Again with a
@@ -70,6 +71,39 @@ def in_process(video: Path, reference: Path, size: int, precision: str, work: Pa
     return {"captured": report.captured, "rendered": report.rendered, "fps": report.fps,
             "p50": report.latency(50), "p95": report.latency(95), "detector": float(np.median(report.label_ms)),
             "step": float(np.median(report.generate_ms))}
+
+
+def one_thread(video: Path, reference: Path, size: int, work: Path) -> dict:
+    """The baseline: the same renderer, detector then frame step on one thread (what the pipeline replaced),
+    fed the newest camera frame."""
+    from vid2vid.live import NewestSlot, camera_frames
+
+    checkpoint = shipped_model()
+    model = load_for_inference(checkpoint, CPU)
+    cfg = replace(data_config_for(checkpoint, model, None), size=(size, size))
+    renderer = LiveRenderer(model, cfg, references_for([reference], cfg, work), CPU)
+    frames, fps, _ = camera_frames(str(video))
+    slot = NewestSlot()
+
+    def camera():
+        start = time.perf_counter()
+        for index, image in enumerate(frames):
+            time.sleep(max(0.0, start + index / fps - time.perf_counter()))
+            slot.put((time.perf_counter(), image))
+        slot.end()
+
+    threading.Thread(target=camera, daemon=True).start()
+    latencies, label_ms, step_ms, start = [], [], [], time.perf_counter()
+    while (item := slot.take()) is not None:
+        frame = renderer(item[1])
+        latencies.append(1000 * (time.perf_counter() - item[0]))
+        label_ms.append(frame.label_ms)
+        step_ms.append(frame.generate_ms)
+    seconds = time.perf_counter() - start
+    renderer.close()
+    return {"captured": slot.puts, "rendered": len(latencies), "fps": len(latencies) / seconds,
+            "p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
+            "detector": float(np.median(label_ms)), "step": float(np.median(step_ms))}
 
 
 def rss_mib(pid: int) -> float:
@@ -215,6 +249,8 @@ def main() -> None:
         work = Path(tmp)
         video, frames, reference = camera_video(work, args.seconds)
         for size in args.sizes:
+            result = one_thread(video, reference, size, work / f"refs{size}one")
+            print(row(f"in process, {size}x{size}, fp32, one thread (baseline)", result), flush=True)
             precisions = ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]
             for precision in precisions:
                 result = in_process(video, reference, size, precision, work / f"refs{size}{precision}")

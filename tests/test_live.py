@@ -229,3 +229,19 @@ def test_vid2vid_live_names_a_missing_source(dancers, tmp_path, capsys):
 def test_vid2vid_live_needs_references_for_a_few_shot_model(dancers, capsys):
     assert main(["live", str(dancers["video"])]) == 2
     assert "needs --reference" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_a_camera_session_and_keeps_what_was_shown(dancers, tmp_path):
+    sequence, cfg = dancers["sequence"], dancers["cfg"]
+    renderer = LiveRenderer(for_stream(dancers["model"]), cfg, dancers["refs"], CPU,
+                            labeller=stored_labeller(sequence))
+    out = tmp_path / "live.mp4"
+
+    def interrupt_at_the_third(captured, frame):
+        if captured.index == 2:
+            raise KeyboardInterrupt
+
+    report = run_live(None, str(dancers["video"]), out, renderer=renderer, pace=False,
+                      on_frame=interrupt_at_the_third)
+    assert report.interrupted and report.rendered == 3 and report.line().startswith("stopped; 3 of")
+    assert len(list(read_video(out))) == 3

@@ -218,3 +218,31 @@ def test_a_bad_start_is_named(client, request_, expected):
         ws.send_text(request_ if isinstance(request_, str) else json.dumps(request_))
         message = ws.receive_json()
         assert message["type"] == "error" and expected in message["message"]
+
+
+def test_two_tabs_have_their_own_state(tmp_path, camera):
+    """Two sessions at once, each with its own identity: each gets its own results, in its own order."""
+    worker = Worker(shipped_model(), tmp_path, Limits(max_live=2), device="cpu")
+    try:
+        with TestClient(make_app(worker)) as client:
+            with client.websocket_connect("/api/live") as a, client.websocket_connect("/api/live") as b:
+                start(a, {"identity": 1000})
+                start(b, {"identity": 1003})
+                got = {"a": [], "b": []}
+                for seq in range(3):
+                    for name, ws in (("a", a), ("b", b)):
+                        ws.send_bytes(frame_message(seq, camera[seq]))
+                        meta, image = result(ws)
+                        assert meta["seq"] == seq
+                        got[name].append(image.astype(int))
+                # Same camera frames, other references: other pictures (the wall's colour, mostly).
+                assert all(np.abs(x - y).mean() > 10 for x, y in zip(got["a"], got["b"], strict=True))
+    finally:
+        worker.stop()
+
+
+def test_a_request_for_another_host_is_refused(worker):
+    with TestClient(make_app(worker, allowed_hosts=["127.0.0.1"])) as client:
+        with pytest.raises(WebSocketDisconnect):
+            with client.websocket_connect("/api/live") as ws:  # the test client says Host: testserver
+                ws.receive_json()

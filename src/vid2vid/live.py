@@ -368,6 +368,7 @@ class LiveReport:
     latencies_ms: list[float] = field(default_factory=list)  # capture -> result, per frame taken
     label_ms: list[float] = field(default_factory=list)
     generate_ms: list[float] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C (or SIGTERM)
 
     @property
     def fps(self) -> float:
@@ -377,7 +378,8 @@ class LiveReport:
         return float(np.percentile(self.latencies_ms, percent)) if self.latencies_ms else 0.0
 
     def line(self) -> str:
-        return (f"{self.rendered} of {self.captured} camera frames rendered ({self.captured - self.rendered} "
+        stopped = "stopped; " if self.interrupted else ""
+        return (f"{stopped}{self.rendered} of {self.captured} camera frames rendered ({self.captured - self.rendered} "
                 f"dropped, {self.no_person} with nobody in view) in {self.seconds:.1f} s: {self.fps:.1f} frames/s, "
                 f"latency p50 {self.latency(50):.0f} ms, p95 {self.latency(95):.0f} ms (detector "
                 f"{np.median(self.label_ms or [0]):.0f} ms, frame step {np.median(self.generate_ms or [0]):.0f} ms)")
@@ -436,24 +438,27 @@ def run_live(checkpoint: str | Path, source: str, output: str | Path | None, ref
         start = time.perf_counter()
         reader.start()
         shown, last_index = None, -1
-        while (item := results.get()) is not None:
-            captured, frame, at = item
-            report.latencies_ms.append(1000 * (at - captured.time))
-            report.label_ms.append(frame.label_ms)
-            report.rendered += 1
-            if frame.person:
-                report.generate_ms.append(frame.generate_ms)
-            else:
-                report.no_person += 1
-            if writer is not None and frame.result is not None:
-                shown = picture(captured.image, frame, side_by_side)
-                for _ in range(captured.index - last_index):  # the frames dropped since showed the last result
-                    writer.write(shown)
-            last_index = captured.index
-            if on_frame is not None:
-                on_frame(captured, frame)
-            if seconds is not None and time.perf_counter() - start >= seconds:
-                break
+        try:
+            while (item := results.get()) is not None:
+                captured, frame, at = item
+                report.latencies_ms.append(1000 * (at - captured.time))
+                report.label_ms.append(frame.label_ms)
+                report.rendered += 1
+                if frame.person:
+                    report.generate_ms.append(frame.generate_ms)
+                else:
+                    report.no_person += 1
+                if writer is not None and frame.result is not None:
+                    shown = picture(captured.image, frame, side_by_side)
+                    for _ in range(captured.index - last_index):  # the frames dropped since showed the last result
+                        writer.write(shown)
+                last_index = captured.index
+                if on_frame is not None:
+                    on_frame(captured, frame)
+                if seconds is not None and time.perf_counter() - start >= seconds:
+                    break
+        except KeyboardInterrupt:  # Ctrl-C ends a camera session: what was shown so far is kept
+            report.interrupted = True
         stop.set()
         pipeline.close()
         for error in [*errors, pipeline.error]:

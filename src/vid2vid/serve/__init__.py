@@ -8,11 +8,13 @@ The page (vid2vid/web/) talks to a small JSON API:
     POST /api/jobs/ID/cancel    drop a queued job, or stop a running one at its next frame or fine-tuning step
     GET  /api/jobs/ID/FILE      result.mp4, labels.mp4 (the driving labels), reference_N.png
     GET  /api/builtin/N.png     a picture of built-in identity N
+    WS   /api/live              live mode: camera frames in, results out (vid2vid.serve.live)
 
 One worker thread renders the jobs one after another with the model loaded once (`vid2vid.generate`);
 the others wait in a queue whose length is limited. Each job's uploads live in its own folder and are
 removed when it ends; its results are kept for the last few jobs. Bad input fails the job with a one-line
-message naming the uploaded file; the server goes on to the next job.
+message naming the uploaded file; the server goes on to the next job. The rooms: `app` (the routes), `jobs` (the
+worker, the jobs and the built-in data), `forms` (reading a job's form), `live` (the live WebSocket).
 """
 
 from __future__ import annotations
