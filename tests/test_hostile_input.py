@@ -412,6 +412,7 @@ def failing_fast(command: str, root: Path) -> list[str]:
         "evaluate": ["--checkpoint", missing, "--data", missing, "-o", str(root / "report")],
         "export": ["--checkpoint", missing, "-o", str(root / "onnx")],
         "serve": ["--checkpoint", missing],
+        "live": [str(root / "missing.mp4"), "--checkpoint", missing],
         "prepare": [missing, str(root / "prepared"), "--task", "pose"],
         "synth": ["dancers", str(taken)],
         "train": ["--config", missing],

@@ -131,9 +131,12 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     reports = prepare(args.inputs, args.output, args.task, overwrite=args.overwrite,
                       extract_labels=not args.no_labels, flow=not args.no_flow, every=args.every,
                       max_frames=args.max_frames, multi_person=args.multi_person, label_colours=args.label_colours,
-                      progress=not args.quiet)
+                      landmarks=args.landmarks, progress=not args.quiet)
     for r in reports:
         extra = f", {r.skipped_no_face} without a face left out" if r.skipped_no_face else ""
+        if r.jitter is not None:
+            extra += (f"; landmark jitter {r.jitter:.4f} of the inter-ocular distance (median distance from a "
+                      "5-frame moving average)")
         print(f"{args.output}: sequence {r.sequence}: {r.written} frames written, "
               f"{r.skipped_done} already there{extra}")
 
@@ -301,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--label-colours", action="store_true",
                       help="street: the inputs are colour-coded label videos (Cityscapes colours) -> seg_maps")
     prep.add_argument("--multi-person", action="store_true", help="find several people per frame (street shots)")
+    prep.add_argument("--landmarks", choices=["mediapipe", "dlib"], default="mediapipe",
+                      help="face: MediaPipe's FaceMesh mapped to dlib-68 (default), or dlib's own 68-point predictor "
+                           "(what imaginaire's face data was made with; pip install 'vid2vid[dlib]')")
     prep.add_argument("--overwrite", action="store_true", help="replace a dataset this command wrote before")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.add_argument("--detector-models", metavar="DIR", help="the Tasks API's model files (MediaPipe 0.10.35+; "

@@ -1,4 +1,6 @@
-"""Pose, face and hand keypoints from images with MediaPipe, as OpenPose BODY_25 / face-70 / hand-21 and dlib-68.
+"""Pose, face and hand keypoints from images with MediaPipe, as OpenPose BODY_25 / face-70 / hand-21 and dlib-68;
+dlib's own 68-point predictor as a second face landmark source; how steady landmarks are and how far two
+sources lie apart.
 
 MediaPipe (the optional extra `vid2vid[extract]`, its legacy or its Tasks API: `detector.py`) finds 33 body,
 478 face (468 mesh + 10 iris) and 21 + 21 hand landmarks. The tables below map them onto the layouts our datasets
@@ -10,6 +12,9 @@ image-left end, which on a frontal face is the person's right side.
 """
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -323,3 +328,91 @@ class FaceExtractor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _dlib_models() -> Path:
+    """The model folder of `face-recognition-models` (found without importing it: its __init__ needs
+    pkg_resources, which recent setuptools dropped)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtra(DLIB_FIX)
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+DLIB_FIX = "dlib's landmarks need the dlib extra: pip install 'vid2vid[dlib]' (dlib-bin and face-recognition-models)"
+
+
+class DlibFaceExtractor:
+    """RGB frame -> dlib-68 landmarks, (68, 2) float32 pixels, of the largest face, or None: dlib's own HOG face
+    detector and its 68-point shape predictor (shape_predictor_68_face_landmarks.dat, as `face-recognition-models`
+    bundles it), what imaginaire's face data and published checkpoint were made with. `upsample`: the detector
+    looks at the frame this many times doubled (it misses faces under about 80 px otherwise)."""
+
+    def __init__(self, upsample: int = 1):
+        try:
+            import dlib
+        except ImportError:
+            raise MissingExtra(DLIB_FIX) from None
+        model = _dlib_models() / "shape_predictor_68_face_landmarks.dat"
+        if not model.is_file():
+            raise MissingExtra(f"{model}: missing ({DLIB_FIX})")
+        self._detect = dlib.get_frontal_face_detector()
+        self._predict = dlib.shape_predictor(str(model))
+        self.upsample = upsample
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        _check_image(image)
+        image = np.ascontiguousarray(image)
+        faces = self._detect(image, self.upsample)
+        if not faces:
+            return None
+        face = max(faces, key=lambda r: r.width() * r.height())
+        shape = self._predict(image, face)
+        return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+LANDMARK_SOURCES = ("mediapipe", "dlib")
+
+# dlib-68's parts, as its points are numbered (the person's right first: image-left on a frontal face).
+LANDMARK_GROUPS = {"jaw": range(0, 17), "right brow": range(17, 22), "left brow": range(22, 27),
+                   "nose": range(27, 36), "right eye": range(36, 42), "left eye": range(42, 48),
+                   "mouth": range(48, 68)}
+
+
+def inter_ocular(points: np.ndarray) -> np.ndarray:
+    """(..., 68, 2) -> (...,): the distance between the eyes' outer corners (points 36 and 45), the unit face
+    landmark errors are given in."""
+    return np.linalg.norm(points[..., 36, :] - points[..., 45, :], axis=-1)
+
+
+def landmark_jitter(track: np.ndarray, window: int = 5) -> float:
+    """How much landmarks tremble along a video: (T, 68, 2) points of consecutive frames -> the median distance of
+    each point from its own moving average over `window` frames (centred; frames near the ends left out), in
+    inter-ocular distances. Motion that lasts longer than the window is not counted; detection noise is."""
+    track = np.asarray(track, np.float64)
+    if len(track) < window:
+        return float("nan")
+    kernel = np.ones(window) / window
+    smooth = np.apply_along_axis(lambda x: np.convolve(x, kernel, mode="valid"), 0, track)
+    half = window // 2
+    distances = np.linalg.norm(track[half:len(track) - half] - smooth, axis=-1)
+    return float(np.median(distances / inter_ocular(track[half:len(track) - half])[:, None]))
+
+
+def group_distances(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Two sets of dlib-68 landmarks of the same frames, (T, 68, 2) each -> per group, the mean distance between
+    corresponding points in inter-ocular distances (of the first set)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    distances = np.linalg.norm(a - b, axis=-1) / inter_ocular(a)[:, None]
+    groups = {name: float(distances[:, list(points)].mean()) for name, points in LANDMARK_GROUPS.items()}
+    groups["all"] = float(distances.mean())
+    return groups
