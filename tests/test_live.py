@@ -245,3 +245,10 @@ def test_ctrl_c_ends_a_camera_session_and_keeps_what_was_shown(dancers, tmp_path
                       on_frame=interrupt_at_the_third)
     assert report.interrupted and report.rendered == 3 and report.line().startswith("stopped; 3 of")
     assert len(list(read_video(out))) == 3
+
+
+def test_a_missing_camera_is_one_line(dancers, capfd):
+    assert main(["live", "99", "--reference", str(dancers["reference"])]) == 2
+    err = capfd.readouterr().err.strip().splitlines()  # capfd: OpenCV writes to the descriptor itself
+    assert err[-1] == "error: camera 99: cannot be opened (no such camera, or another program has it)"
+    assert not any("cap_" in line or "VIDEOIO" in line or "obsensor" in line for line in err)

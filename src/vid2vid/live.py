@@ -317,6 +317,9 @@ def camera_frames(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
     if source.isdigit():
         import cv2
 
+        logging = getattr(cv2, "utils", None) and getattr(cv2.utils, "logging", None)
+        if logging is not None:  # OpenCV's own lines about a missing camera would come before our one line
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
         capture = cv2.VideoCapture(int(source))
         if not capture.isOpened():
             raise DataError(f"camera {source}: cannot be opened (no such camera, or another program has it)")
