@@ -262,7 +262,7 @@ def test_prepare_max_read_stops_reading_a_video_without_faces(tmp_path, monkeypa
     looked_at = []
 
     @contextmanager
-    def finds_no_face(task, multi_person, label_colours=False):
+    def finds_no_face(task, multi_person, label_colours=False, landmarks="mediapipe"):
         yield lambda image, name: looked_at.append(name)  # None: no face, the frame is left out
 
     monkeypatch.setattr(prepare_module, "label_extractor", finds_no_face)

@@ -237,7 +237,7 @@ def test_a_pose_video_with_nobody_in_it(server, monkeypatch, tmp_path):
     from vid2vid.data import keypoints, prepare
 
     @contextmanager
-    def finds_nobody(task, multi_person, label_colours=False):
+    def finds_nobody(task, multi_person, label_colours=False, landmarks="mediapipe"):
         yield lambda image, name: {"openpose": keypoints.openpose_json([])}
 
     monkeypatch.setattr(prepare, "label_extractor", finds_nobody)
