@@ -6,7 +6,7 @@ prepared as a face video (MediaPipe landmarks -> dlib-68 edge maps, DIS teacher 
 train_face_vid2vid_cpu recipe for the same iterations: vid2vid, and the per-frame baseline (num_prev_frames 0, no
 temporal D, no temporal L1), as study 1 does on streets.
 
-    python studies/study8_carphone_faces.py [--iterations 600]
+    python studies/study8_carphone_faces.py [--iterations 1200]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def data() -> tuple[Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--iterations", type=int, default=1200)
     args = parser.parse_args()
     threads()
     train_root, held_out = data()

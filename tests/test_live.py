@@ -168,6 +168,8 @@ def test_a_stream_does_not_share_the_model_state_of_another(dancers):
     assert a is not dancers["model"]
     assert all(p.data_ptr() != q.data_ptr() for p, q in zip(a.parameters(), dancers["model"].parameters(),
                                                             strict=True))
+    # serve --compile's model: the stream's copy is the generator itself, eager (no build per stream).
+    assert type(for_stream(torch.compile(dancers["model"]))) is type(dancers["model"])
 
 
 class SlowRenderer(LiveRenderer):

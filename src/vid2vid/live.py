@@ -30,7 +30,7 @@ import torch
 
 from vid2vid.data import DataError
 from vid2vid.data.datasets import DataConfig, DrivingFramer, Frame, Framing, resize_frame
-from vid2vid.step import References, is_few_shot, new_history, step
+from vid2vid.step import References, is_few_shot, new_history, step, unwrap
 
 # Frames in a row without anyone in view after which the next person found is framed afresh, and the outputs fed
 # back are forgotten (someone else may have stepped in, elsewhere in the picture).
@@ -278,8 +278,9 @@ def average(mean: float, value: float, weight: float = 0.2) -> float:
 
 def for_stream(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of a shared generator for one stream: the frame step keeps per-stream state in the generator (the
-    reference encoding, the reference warped last), so two streams must not share one."""
-    return copy.deepcopy(model)
+    reference encoding, the reference warped last), so two streams must not share one. A torch.compile wrapper
+    (serve --compile) is left behind: the copy runs eager rather than build again for each stream."""
+    return copy.deepcopy(unwrap(model))
 
 
 def live_references(checkpoint: str | Path, model: torch.nn.Module, cfg: DataConfig, references: list[Path],

@@ -107,8 +107,8 @@ class Session:
         self.sent = 0  # "frame" messages sent
         self.held_back = 0  # frames dropped because the page was behind
         self.done_times: deque[float] = deque(maxlen=30)  # when the last results were sent: frames/s
-        # All of the session's work in one thread of its own: MediaPipe's graph is made, run and closed there, and
-        # what it keeps per thread goes with the thread when the session ends.
+        # The set-up (references labelled, fine-tuning, the model copied) in a thread of the session's own, which
+        # ends with it; the frames then go through the pipeline's two threads (the detector is made on its own).
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="vid2vid-live")
 
     async def in_thread(self, call, *args):
