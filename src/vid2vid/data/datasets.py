@@ -325,7 +325,7 @@ class Framing:
         """Labels (K, C, H, W) and images (K, 3, H, W) of reference frames, each cut at its box."""
         # A whole-person box beyond a cut person: no limb drawn there (pose labels' background is -1), the photo
         # padded with its backdrop's colour.
-        return self.crop_frames(frames, labels, boxes, self.whole(reference=True))
+        return self.crop_frames(frames, labels, boxes, self.whole_references)
 
     def crop_frames(self, frames: list[Frame], labels: list[np.ndarray], boxes: list[render.CropBox], whole: bool
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -347,16 +347,17 @@ class Framing:
         side = self.cfg.resize_smallest_side
         return 1.0 if side is None else side / min(source_size)
 
-    def whole(self, reference: bool) -> bool:
-        """Whether this box fits the whole person: references' with whole_person_box (a driving clip's is
-        the person it shows: one framed whole too was tried and lost study 6's photos, docs/RESULTS.md)."""
-        return reference and self.cfg.whole_person_box and self.cfg.task == "pose"
+    @property
+    def whole_references(self) -> bool:
+        """Whether a reference's box fits the whole person (whole_person_box; a driving clip's box is the person
+        it shows: one framed whole too was tried and lost study 6's photos, docs/RESULTS.md)."""
+        return self.cfg.whole_person_box and self.cfg.task == "pose"
 
     def fit_scale(self, frame: Frame, reference: bool = False) -> float:
         """fit_person_box: the scale that brings this frame's person box to the output size (1 when off)."""
         if not (self.cfg.fit_person_box and self.cfg.task == "pose"):
             return 1.0
-        return person_box_scale(frame, self.cfg.size[0], whole=self.whole(reference))
+        return person_box_scale(frame, self.cfg.size[0], whole=reference and self.whole_references)
 
     def fit(self, frames: list[Frame]) -> list[Frame]:
         """Frames cropped with one box, scaled alike by the first one's fit_scale."""
@@ -401,7 +402,7 @@ class Framing:
             if has_densepose:
                 foreground = foreground.any(axis=3)
             whole = None
-            if self.whole(reference) and len(frames) == 1:
+            if reference and self.whole_references and len(frames) == 1:
                 whole = render.whole_person_rows(render.largest_person(frames[0].people or []))
             return render.person_crop_box(foreground, cfg.size[1] / cfg.size[0], scale, offset,
                                           min_frame_share=0.0 if cfg.fit_person_box else 0.5, whole_rows=whole)
@@ -440,7 +441,7 @@ class DrivingFramer:
         label = framing.render(frame, None, ())
         if self.box is None:
             self.box = framing.crop_box([frame], [label], None, (1.0, 1.0))
-        labels, images = framing.crop_frames([frame], [label], [self.box], framing.whole(reference=False))
+        labels, images = framing.crop_frames([frame], [label], [self.box], whole=False)
         item = {"label": labels[0], "image": images[0]}
         if frame.people is not None:
             item["keypoints"] = keypoints_in_box(frame.people, self.box, size)
@@ -520,7 +521,7 @@ class VideoClips(Framing, Dataset):
                 raise DataError(f"{sequence.files['images'][i]}: size {w}x{h} differs from the sequence's {w0}x{h0}")
         labels = [self.render(f, augment, dropped) for f in frames]
         box = self.crop_box(frames, labels, augment, face_scale)
-        clip_labels, clip_images = self.crop_frames(frames, labels, [box] * len(frames), self.whole(reference=False))
+        clip_labels, clip_images = self.crop_frames(frames, labels, [box] * len(frames), whole=False)
         sample = {
             "labels": clip_labels,
             "images": clip_images,
