@@ -206,6 +206,25 @@ def label_to_uint8(label: torch.Tensor) -> np.ndarray:
     return to_uint8(label_picture(label[None])[0])
 
 
+def check_output_video(output: Path, overwrite: bool) -> None:
+    """An .mp4 to write: not a folder, not there already (unless overwrite), in a folder that exists."""
+    if output.suffix.lower() != ".mp4":
+        raise ValueError(f"{output}: the output must be an .mp4 file")
+    if output.is_dir():
+        raise ValueError(f"{output}: is a folder, not a video file")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output}: exists (use --overwrite to replace it)")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"{output.parent}: no such folder for the output")
+
+
+def inference_precision(precision: str, model: torch.nn.Module, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a generator renders with (None: fp32). auto keeps vid2vid models in fp32: bf16 moved
+    a full-size (random-weight) vid2vid generator's frames to 15.6 dB from fp32, the first frame alone to 23.5 dB
+    (benchmarks/RESULTS.md); few-shot stays at 41 dB, and auto gives it bf16 on CUDA."""
+    return None if precision == "auto" and not is_few_shot(model) else pick_precision(precision, device)
+
+
 def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, references: list[str | Path] = (),
              *, sequence: str | None = None, size: tuple[int, int] | None = None, frames_dir: str | Path | None = None,
              side_by_side: bool = False, max_frames: int | None = None, fps: float | None = None,
@@ -233,14 +252,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     own backdrop); "photo": as it is.
     """
     output, driving = Path(output), Path(driving)
-    if output.suffix.lower() != ".mp4":
-        raise ValueError(f"{output}: the output must be an .mp4 file")
-    if output.is_dir():
-        raise ValueError(f"{output}: is a folder, not a video file")
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output}: exists (use --overwrite to replace it)")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"{output.parent}: no such folder for the output")
+    check_output_video(output, overwrite)
     frames_dir = Path(frames_dir) if frames_dir else None
     if frames_dir is not None and frames_dir.exists() and any(frames_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{frames_dir}: holds files (use --overwrite to replace them)")
@@ -255,9 +267,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     if model is None:
         model = load_for_inference(checkpoint, torch_device)
-    # auto keeps vid2vid models in fp32: bf16 moved a full-size (random-weight) vid2vid generator's frames
-    # to 15.6 dB from fp32, the first frame alone to 23.5 dB (benchmarks/RESULTS.md); few-shot stays at 41 dB.
-    amp = None if precision == "auto" and not is_few_shot(model) else pick_precision(precision, torch_device)
+    amp = inference_precision(precision, model, torch_device)
     cfg = data_config_for(checkpoint, model, size)
     if is_few_shot(model) and not references:
         raise ValueError("a few-shot model needs --reference images of the person or scene to render")

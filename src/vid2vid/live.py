@@ -38,6 +38,11 @@ REFRAME_AFTER = 15
 LIVE_TASKS = ("pose", "face")
 
 
+def check_live_task(task: str) -> None:
+    if task not in LIVE_TASKS:
+        raise ValueError(f"live mode drives pose and face models; this one's task is {task}")
+
+
 @dataclass
 class LiveFrame:
     """What one camera frame gave."""
@@ -55,8 +60,7 @@ class Labeller:
     def __init__(self, task: str):
         from vid2vid.data import keypoints
 
-        if task not in LIVE_TASKS:
-            raise ValueError(f"live mode drives pose and face models; this one's task is {task}")
+        check_live_task(task)
         self.task = task
         self.extract = keypoints.PoseExtractor(tracking=True) if task == "pose" else keypoints.FaceExtractor(True)
 
@@ -99,8 +103,7 @@ class LiveRenderer:
         self.refs = None if refs is None else refs.to(device)
         self.framing = Framing(cfg)
         self.framer = DrivingFramer(self.framing)
-        if cfg.task not in LIVE_TASKS:
-            raise ValueError(f"live mode drives pose and face models; this one's task is {cfg.task}")
+        check_live_task(cfg.task)
         # The detector is made on the thread that labels (MediaPipe's graph made, run and closed on one thread;
         # made on another, a server's memory grew by each session).
         self.labeller = labeller
@@ -399,17 +402,12 @@ def run_live(checkpoint: str | Path, source: str, output: str | Path | None, ref
     held over dropped frames; side_by_side adds the camera and labels). pace (default: for files) feeds a file
     at its frame rate, as a camera would; pace False takes every frame. renderer: one made already (tests)."""
     from vid2vid.data.video import VideoWriter
-    from vid2vid.device import pick_device, pick_precision
-    from vid2vid.generate import data_config_for, load_for_inference
+    from vid2vid.device import pick_device
+    from vid2vid.generate import check_output_video, data_config_for, inference_precision, load_for_inference
 
     output = None if output is None else Path(output)
     if output is not None:
-        if output.suffix.lower() != ".mp4":
-            raise ValueError(f"{output}: the output must be an .mp4 file")
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output}: exists (use --overwrite to replace it)")
-        if not output.parent.is_dir():
-            raise FileNotFoundError(f"{output.parent}: no such folder for the output")
+        check_output_video(output, overwrite)
     frames, fps, is_file = camera_frames(str(source))
     pace = is_file if pace is None else pace
     report = LiveReport()
@@ -417,7 +415,7 @@ def run_live(checkpoint: str | Path, source: str, output: str | Path | None, ref
         if renderer is None:
             torch_device = pick_device(device)
             model = load_for_inference(checkpoint, torch_device)
-            amp = pick_precision(precision, torch_device)
+            amp = inference_precision(precision, model, torch_device)
             cfg = data_config_for(checkpoint, model, None)
             refs = None
             if is_few_shot(model):
@@ -481,7 +479,7 @@ def picture(camera: np.ndarray, frame: LiveFrame, side_by_side: bool) -> np.ndar
         return frame.result
     import cv2
 
-    h, w = frame.result.shape[:2]
+    h = frame.result.shape[0]
     scale = h / camera.shape[0]
     small = cv2.resize(camera, (max(1, round(camera.shape[1] * scale)), h), interpolation=cv2.INTER_AREA)
     label = frame.label if frame.label is not None else np.zeros_like(frame.result)

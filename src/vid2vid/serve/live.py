@@ -41,9 +41,9 @@ from PIL import Image, UnidentifiedImageError
 
 from vid2vid.data import DataError
 from vid2vid.data.detector import MissingExtra
-from vid2vid.device import pick_precision
 from vid2vid.errors import one_line
-from vid2vid.live import LIVE_TASKS, LiveFrame, LivePipeline, LiveRenderer, for_stream, live_references
+from vid2vid.generate import inference_precision
+from vid2vid.live import LiveFrame, LivePipeline, LiveRenderer, check_live_task, for_stream, live_references
 from vid2vid.serve.jobs import BUILTIN, BadRequest, Worker
 
 log = logging.getLogger("vid2vid.serve")
@@ -189,8 +189,7 @@ class Session:
 
     def make_renderer(self, references: list[Path], steps: int, progress) -> LiveRenderer:
         worker = self.worker
-        amp = None if worker.precision == "auto" and not worker.few_shot else pick_precision(worker.precision,
-                                                                                               worker.device)
+        amp = inference_precision(worker.precision, worker.model, worker.device)
         if not worker.few_shot:
             return LiveRenderer(for_stream(worker.model), worker.data, None, worker.device, amp)
         try:
@@ -285,8 +284,10 @@ def live_endpoint(worker: Worker, sessions: LiveSessions, same_origin):
             await websocket.close(code=1008)  # refused before the handshake: the page gets a 403
             return
         await websocket.accept()
-        if worker.data.task not in LIVE_TASKS:
-            await fail(websocket, f"live mode drives pose and face models; this one's task is {worker.data.task}")
+        try:
+            check_live_task(worker.data.task)
+        except ValueError as exc:
+            await fail(websocket, str(exc))
             return
         if sessions.limit == 0:
             await fail(websocket, "live mode is off on this server (it was started with --max-live 0)")
