@@ -58,6 +58,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_serve(root: Path, *args: str):
+    """`vid2vid serve ARGS` in its own process, logging to root/server.log: (process, base URL, /api/info, log)
+    once it answers."""
+    port = free_port()
+    log = (root / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "vid2vid.cli", "serve", *args, "--port", str(port),
+                                "--device", "cpu"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/info", timeout=1) as response:
+                return process, url, json.load(response), log
+        except OSError:
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                raise AssertionError(f"the server did not start: {(root / 'server.log').read_text()}") from None
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`vid2vid serve` in its own process; yields (base URL, model info, data root with refs/ and driving/ made
@@ -65,23 +85,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     checkpoint = os.environ.get("VID2VID_SERVE_CHECKPOINT") or train_on_tiny_dancers(
         root / "tiny", heldout_sequences=1, heldout_frames=1)
-    port = free_port()
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "vid2vid.cli", "serve", "--checkpoint", str(checkpoint),
-                                "--port", str(port), "--device", "cpu", "--max-frames", "30"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/info", timeout=1) as response:
-                info = json.load(response)
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                raise AssertionError(f"the server did not start: {(root / 'server.log').read_text()}") from None
-            time.sleep(0.2)
+    process, url, info, log = start_serve(root, "--checkpoint", str(checkpoint), "--max-frames", "30")
     size = "x".join(map(str, info["size"]))
     for folder, extra in (("refs", []), ("driving", ["--motion-offset", "1"])):
         assert main(["synth", "dancers", str(root / folder), "--sequences", "1", "--frames", "9", "--size", size,

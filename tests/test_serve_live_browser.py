@@ -3,18 +3,14 @@ written as y4m): results arrive, in order, at a rate; a camera with nobody in vi
 camera is told in one line. Needs what test_serve_browser needs (Chromium, Playwright); VID2VID_LIVE_SCREENSHOT=PATH
 saves the live page there (README's picture)."""
 
-import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from tests.test_keypoints import needs_mediapipe
-from tests.test_serve_browser import CHROMIUM, CHROMIUM_ARGS, free_port, need
+from tests.test_serve_browser import CHROMIUM, CHROMIUM_ARGS, need, start_serve
 from vid2vid.data.layout import scan
 from vid2vid.data.video import read_image
 from vid2vid.data.writer import write_synthetic
@@ -48,35 +44,27 @@ def cameras(tmp_path_factory):
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """`vid2vid serve` with the shipped dancer model, in its own process: its URL."""
-    root = tmp_path_factory.mktemp("live_server")
-    port = free_port()
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "vid2vid.cli", "serve", "--port", str(port), "--device", "cpu"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/info", timeout=1) as response:
-                assert json.load(response)["live"] is True
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                pytest.fail(f"the server did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    process, url, info, log = start_serve(tmp_path_factory.mktemp("live_server"))
+    assert info["live"] is True
     yield url
     process.terminate()
     process.wait(timeout=30)
+    log.close()
 
 
+@contextmanager
 def chromium(playwright, camera=None):
+    """Headless Chromium, with a fake camera playing the y4m file `camera` if given; closed at the end."""
     need(os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     args = list(CHROMIUM_ARGS)
     if camera is not None:
         args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                  f"--use-file-for-fake-video-capture={camera}"]
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +85,7 @@ def open_page(browser, url):
 
 
 def test_the_camera_drives_the_model_live(playwright, live_server, cameras):
-    browser = chromium(playwright, cameras["dancer"])
-    try:
+    with chromium(playwright, cameras["dancer"]) as browser:
         page = open_page(browser, live_server)
         page.click("#live-start")
         page.wait_for_function("window.liveStats.results.length >= 40", timeout=90_000)
@@ -116,20 +103,15 @@ def test_the_camera_drives_the_model_live(playwright, live_server, cameras):
             page.locator("#live-box").screenshot(path=os.environ["VID2VID_LIVE_SCREENSHOT"])
         page.click("#live-stop")
         assert page.text_content("#live-status") == "Stopped."
-    finally:
-        browser.close()
 
 
 def test_nobody_in_view_is_said(playwright, live_server, cameras):
-    browser = chromium(playwright, cameras["empty"])
-    try:
+    with chromium(playwright, cameras["empty"]) as browser:
         page = open_page(browser, live_server)
         page.click("#live-start")
         page.wait_for_function("window.liveStats.noPerson >= 5", timeout=60_000)
         assert page.is_visible("#live-notice")
         assert "No one in view" in page.text_content("#live-notice")
-    finally:
-        browser.close()
 
 
 @pytest.mark.parametrize("error, expected", [
@@ -137,8 +119,7 @@ def test_nobody_in_view_is_said(playwright, live_server, cameras):
     ("NotFoundError", "No camera was found"),
 ])
 def test_a_refused_or_missing_camera_is_told(playwright, live_server, error, expected):
-    browser = chromium(playwright)
-    try:
+    with chromium(playwright) as browser:
         page = browser.new_page()
         # What the browser answers when the user says no, or there is no camera.
         page.add_init_script(f"navigator.mediaDevices.getUserMedia = () => "
@@ -149,5 +130,3 @@ def test_a_refused_or_missing_camera_is_told(playwright, live_server, error, exp
         page.wait_for_selector("#error:not([hidden])", timeout=10_000)
         assert expected in page.text_content("#error")
         assert page.is_visible("#live-start") and page.is_hidden("#live-stop")
-    finally:
-        browser.close()
