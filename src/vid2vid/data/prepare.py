@@ -155,7 +155,8 @@ def _prepare_one(source: Path, name: str, writer: DatasetWriter, labels_for, flo
             labels = labels_for(image, f"{source}: frame {frame_name}")
             if labels is None:
                 report.skipped_no_face += 1
-                report.tracks.append([])  # a gap: jitter is measured within runs of frames
+                if report.tracks and report.tracks[-1]:
+                    report.tracks.append([])  # a gap ends a run: jitter is measured within runs of frames
                 continue
             if "landmarks" in labels:
                 if not report.tracks:
