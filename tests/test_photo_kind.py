@@ -70,9 +70,9 @@ def test_the_camera_varies_size_place_colour_and_grey():
     assert min(statures) < 0.5 and max(statures) > 0.75
     assert any(x.ground > 1.0 for x in all_looks)  # legs cut by the bottom edge
     assert any(x.centre < 0.15 or x.centre > 0.85 for x in all_looks)  # cut by a side
-    assert any(x.grey for x in all_looks) and not all(x.grey for x in all_looks)
+    assert any(x.camera.grey for x in all_looks) and not all(x.camera.grey for x in all_looks)
     assert any(x.dancer.shirt.pattern == "texture" for x in all_looks)
-    i = next(i for i, x in looks() if x.grey and x.backdrop is not None)
+    i = next(i for i, x in looks() if x.camera is not None and x.camera.grey and x.backdrop is not None)
     image = next(iter(synthetic.sequence("photo", i, 1, SIZE))).image.astype(int)
     assert np.abs(image - image.mean(axis=2, keepdims=True)).max() <= 1  # grey up to rounding
 

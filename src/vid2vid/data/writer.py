@@ -56,7 +56,8 @@ class DatasetWriter:
         write_image(self.path("images", sequence, frame), image)
 
 
-SYNTHETIC_TASKS = {"dancers": "pose", "street": "street", "faces": "face", "turning": "pose", "photo": "pose"}
+SYNTHETIC_TASKS = {"dancers": "pose", "street": "street", "faces": "face", "turning": "pose", "photo": "pose",
+                   "face_photo": "face"}
 
 
 def write_synthetic(kind: str, root: str | Path, *, sequences: int, frames: int, size: tuple[int, int],

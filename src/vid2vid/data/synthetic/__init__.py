@@ -1,10 +1,11 @@
 """Procedural videos with exact ground truth, so that training, generation and the demo run offline.
 
-Five kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + hand-21 keypoints), "street"
+Six kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + hand-21 keypoints), "street"
 (a forward-driving camera in a city street with Cityscapes label ids), "faces" (a talking head with dlib-68
 landmarks), "turning" (the dancers, turning their backs to the camera now and then, the shirt's back a garment
 of its own) and "photo" (the dancers filmed as by a camera in the world: real backdrops and cloth textures, varied
-size and place, shadow, light, blur and noise; see photo.py). A sequence is a pure function of (kind, index,
+size and place, shadow, light, blur and noise; see photo.py) and "face_photo" (the portraits of "faces" filmed
+so: see face_photo.py). A sequence is a pure function of (kind, index,
 seed): its appearance ("identity") comes from one random stream and its motion from another, so any identity
 can perform any sequence's motion.
 
@@ -45,22 +46,25 @@ from vid2vid.data.synthetic.dancers import (
     _turning_identity,
     _Turns,
 )
+from vid2vid.data.synthetic.face_photo import FacePhotoLook, face_photo_identity, face_photo_scene
 from vid2vid.data.synthetic.faces import PortraitIdentity, _portrait_identity, _PortraitScene
 from vid2vid.data.synthetic.photo import PhotoLook, photo_identity, photo_scene
 from vid2vid.data.synthetic.street import CITYSCAPES_IDS, StreetLook, _street_look, _StreetScene
 
-__all__ = ["BODY_25_NAMES", "CITYSCAPES_IDS", "FPS", "KINDS", "DancerIdentity", "PhotoLook", "PortraitIdentity",
-           "StreetLook",
-           "SyntheticFrame", "identity", "sequence", "turned_away"]
+__all__ = ["BODY_25_NAMES", "CITYSCAPES_IDS", "FPS", "KINDS", "DancerIdentity", "FacePhotoLook", "PhotoLook",
+           "PortraitIdentity", "StreetLook", "SyntheticFrame", "identity", "sequence", "turned_away"]
 
 
-def identity(kind: str, index: int, seed: int = 0) -> DancerIdentity | StreetLook | PortraitIdentity | PhotoLook:
-    """The appearance parameters of identity `index`: a DancerIdentity, a StreetLook, a PortraitIdentity or a
-    PhotoLook."""
+def identity(kind: str, index: int, seed: int = 0
+             ) -> DancerIdentity | StreetLook | PortraitIdentity | PhotoLook | FacePhotoLook:
+    """The appearance parameters of identity `index`: a DancerIdentity, a StreetLook, a PortraitIdentity, a
+    PhotoLook or a FacePhotoLook."""
     _check(kind, index, seed)
     rng = _rng(seed, kind, index, _IDENTITY_STREAM)
     if kind == "photo":  # the dancer of the same index, filmed in the world
         return photo_identity(rng, identity("dancers", index, seed))
+    if kind == "face_photo":  # the portrait of the same index, filmed in the world
+        return face_photo_identity(rng, identity("faces", index, seed))
     if kind == "turning":  # the dancer of the same index, with a shirt back of its own
         return _turning_identity(rng, identity("dancers", index, seed))
     palette = _rng(seed, kind, 0, _PALETTE_STREAM)  # shared by all indices: colour wheels stepped by index
@@ -97,6 +101,9 @@ def sequence(kind: str, index: int, frames: int, size: tuple[int, int], seed: in
         scene = photo_scene(look, _rng(seed, "dancers", motion_index, _MOTION_STREAM), (height, width), seed, index)
     elif kind == "faces":
         scene = _PortraitScene(look, motion_rng, (height, width))
+    elif kind == "face_photo":  # the talk of the same index
+        scene = face_photo_scene(look, _rng(seed, "faces", motion_index, _MOTION_STREAM), (height, width), seed,
+                                 index)
     else:
         scene = _StreetScene(look, motion_rng, (height, width), (seed, motion_index))
     return _frames(scene, frames)

@@ -23,7 +23,41 @@ from vid2vid.data.synthetic.common import Garment, _hsv, _rng, _unit_grid
 from vid2vid.data.synthetic.dancers import DancerIdentity, _DancerScene
 
 PLAIN_SHARE = 0.25  # identities that keep the flat room of "dancers"
-_NOISE_STREAM = 7  # per-frame sensor noise: a stream apart from the identity's and the motion's
+NOISE_STREAM = 7  # per-frame sensor noise: a stream apart from the identity's and the motion's
+
+
+@dataclass(frozen=True)
+class Camera:
+    """What a camera does to a frame, the same for every frame of a sequence but its noise."""
+
+    light: tuple[float, float]  # strength, direction (radians) of a gradient of light across the frame
+    gain: tuple[float, float, float]  # per-channel colour gain (white balance and exposure)
+    saturation: float
+    grey: bool
+    blur: float  # Gaussian sigma, pixels at 64 px high (scaled with the frame)
+    noise: float  # sensor noise sigma, of 255
+
+
+def random_camera(rng: np.random.Generator) -> Camera:
+    gain = tuple(float(g) for g in rng.uniform(0.85, 1.12, 3) * rng.uniform(0.75, 1.15))
+    return Camera(light=(float(rng.uniform(0.0, 0.35)), float(rng.uniform(0, 2 * np.pi))), gain=gain,
+                  saturation=float(rng.uniform(0.6, 1.2)), grey=bool(rng.uniform() < 0.15),
+                  blur=float(rng.uniform(0.0, 0.8)), noise=float(rng.uniform(0.0, 4.0)))
+
+
+def film(image: np.ndarray, camera: Camera, noise_rng: np.random.Generator) -> np.ndarray:
+    """A frame (H, W, 3) float in 0..255 as the camera films it: light, colour, grey, blur, then fresh noise."""
+    height, width = image.shape[:2]
+    y, x = _unit_grid((height, width))
+    strength, angle = camera.light
+    ramp = (x - 0.5) * np.cos(angle) + (y - 0.5) * np.sin(angle)
+    image = image * (1.0 + strength * ramp)[:, :, None] * np.asarray(camera.gain)
+    grey = image.mean(axis=2, keepdims=True)
+    image = grey + (image - grey) * (0.0 if camera.grey else camera.saturation)
+    sigma = camera.blur * height / 64
+    if sigma > 0.05:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    return image + noise_rng.normal(0.0, camera.noise, (height, width, 1 if camera.grey else 3))
 
 
 @dataclass(frozen=True)
@@ -37,20 +71,14 @@ class PhotoLook:
     centre: float  # the body's axis, as a fraction of the frame width
     ground: float  # the soles, as a fraction of the frame height (beyond 1: the legs cut by the frame's edge)
     shadow: float  # darkening under the feet, 0..1
-    light: tuple[float, float, float]  # strength, direction (radians) of a gradient of light across the frame
-    gain: tuple[float, float, float]  # per-channel colour gain (white balance and exposure)
-    saturation: float
-    grey: bool
-    blur: float  # Gaussian sigma, pixels at 64 px high (scaled with the frame)
-    noise: float  # sensor noise sigma, of 255
+    camera: Camera | None  # None: the dancers' own (none)
 
 
 def photo_identity(rng: np.random.Generator, dancer: DancerIdentity) -> PhotoLook:
     if rng.uniform() < PLAIN_SHARE:  # the dancers' own framing, room and camera
-        return PhotoLook(dancer, None, (1.0, 0.5, 0.5, False), dancer.stature, 0.5, 0.955, 0.0, (0.0, 0.0, 0.0),
-                         (1.0, 1.0, 1.0), 1.0, False, 0.0, 0.0)
-    dancer = replace(dancer, shirt=_maybe_textured(rng, dancer.shirt, 0.5),
-                     bottoms=_maybe_textured(rng, dancer.bottoms, 0.4))
+        return PhotoLook(dancer, None, (1.0, 0.5, 0.5, False), dancer.stature, 0.5, 0.955, 0.0, None)
+    dancer = replace(dancer, shirt=maybe_textured(rng, dancer.shirt, 0.5),
+                     bottoms=maybe_textured(rng, dancer.bottoms, 0.4))
     backdrop = int(rng.integers(len(samples.BACKDROP_PHOTOS) + len(samples.BACKDROP_VIDEOS) * samples.VIDEO_FRAMES))
     window = (float(rng.uniform(0.35, 1.0)), float(rng.uniform()), float(rng.uniform()), bool(rng.uniform() < 0.5))
     stature = float(rng.uniform(0.4, 0.85))
@@ -64,14 +92,11 @@ def photo_identity(rng: np.random.Generator, dancer: DancerIdentity) -> PhotoLoo
         centre = float(rng.choice([-1, 1]) * rng.uniform(0.35, 0.48) + 0.5)
     else:
         centre = float(rng.uniform(min(0.5, 0.1 + half), max(0.5, 0.9 - half)))
-    gain = tuple(float(g) for g in rng.uniform(0.85, 1.12, 3) * rng.uniform(0.75, 1.15))
-    return PhotoLook(dancer, backdrop, window, stature, centre, ground, shadow=float(rng.uniform(0.15, 0.5)),
-                     light=(float(rng.uniform(0.0, 0.35)), float(rng.uniform(0, 2 * np.pi)), 0.0), gain=gain,
-                     saturation=float(rng.uniform(0.6, 1.2)), grey=bool(rng.uniform() < 0.15),
-                     blur=float(rng.uniform(0.0, 0.8)), noise=float(rng.uniform(0.0, 4.0)))
+    shadow = float(rng.uniform(0.15, 0.5))
+    return PhotoLook(dancer, backdrop, window, stature, centre, ground, shadow, random_camera(rng))
 
 
-def _maybe_textured(rng: np.random.Generator, garment: Garment, chance: float) -> Garment:
+def maybe_textured(rng: np.random.Generator, garment: Garment, chance: float) -> Garment:
     """The garment in a real photo's texture (colour to accent by the tile's grey), with this chance."""
     if rng.uniform() >= chance:
         return garment
@@ -120,21 +145,9 @@ class _PhotoScene(_DancerScene):
         return 1.0 - self.look.shadow * np.exp(-1.5 * d)
 
     def finish(self, image: np.ndarray) -> np.ndarray:
-        look = self.look
-        if look.backdrop is None:
+        if self.look.camera is None:
             return image
-        height, width = self.size
-        y, x = _unit_grid(self.size)
-        strength, angle, _ = look.light
-        ramp = (x - 0.5) * np.cos(angle) + (y - 0.5) * np.sin(angle)
-        image = image * (1.0 + strength * ramp)[:, :, None] * np.asarray(look.gain)
-        grey = image.mean(axis=2, keepdims=True)
-        image = grey + (image - grey) * (0.0 if look.grey else look.saturation)
-        sigma = look.blur * height / 64
-        if sigma > 0.05:
-            image = cv2.GaussianBlur(image, (0, 0), sigma)
-        image = image + self.noise_rng.normal(0.0, look.noise, (height, width, 1 if look.grey else 3))
-        return image
+        return film(image, self.look.camera, self.noise_rng)
 
     def labels(self, t: int):
         people, landmarks = super().labels(t)
@@ -151,4 +164,4 @@ class _PhotoScene(_DancerScene):
 
 def photo_scene(look: PhotoLook, motion_rng: np.random.Generator, size: tuple[int, int], seed: int, index: int
                 ) -> _PhotoScene:
-    return _PhotoScene(look, motion_rng, size, _rng(seed, "photo", index, _NOISE_STREAM))
+    return _PhotoScene(look, motion_rng, size, _rng(seed, "photo", index, NOISE_STREAM))
