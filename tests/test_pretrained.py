@@ -48,17 +48,25 @@ def test_a_missing_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
     assert err[-1].startswith("error: ") and "make pretrained" in err[-1]
 
 
-def test_serve_without_a_checkpoint_loads_the_shipped_model(monkeypatch, tmp_path):
+def test_serve_without_a_checkpoint_loads_the_shipped_models(monkeypatch, tmp_path, capsys):
     import vid2vid.serve
 
     monkeypatch.setattr(pretrained, "SHIPPED", tmp_path)
+    seen = []
+    monkeypatch.setattr(vid2vid.serve, "serve", lambda checkpoints, *args, **kwargs: seen.append(checkpoints))
     (tmp_path / "dancers_cpu").mkdir()
     for name in ("model.json", "model.safetensors"):
         (tmp_path / "dancers_cpu" / name).write_text("{}")
-    seen = []
-    monkeypatch.setattr(vid2vid.serve, "serve", lambda checkpoint, *args, **kwargs: seen.append(checkpoint))
+    assert main(["serve", "--port", "1"]) == 2  # one of them missing: a line saying how to rebuild it
+    assert capsys.readouterr().err.strip().endswith("the shipped model 'faces_cpu' is missing (rebuild it: make "
+                                                    "pretrained-face)")
+    (tmp_path / "faces_cpu").mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (tmp_path / "faces_cpu" / name).write_text("{}")
     assert main(["serve", "--port", "1"]) == 0
-    assert seen == [tmp_path / "dancers_cpu"]
+    assert seen == [[tmp_path / "dancers_cpu", tmp_path / "faces_cpu"]]
+    assert main(["serve", "--port", "1", "--checkpoint", "a", "--checkpoint", "b"]) == 0
+    assert seen[-1] == ["a", "b"]
 
 
 def test_demo_renders_with_a_given_checkpoint(tiny_run, tmp_path):
@@ -115,7 +123,8 @@ def test_build_synthesizes_trains_and_exports(tmp_path, monkeypatch):
     recipe = tiny_train_config("unused", schedule={"iterations": 2}, run={"checkpoint_every": 2})
     (tmp_path / "tiny.yaml").write_text(json.dumps(recipe.to_dict()))
     monkeypatch.setattr(pretrained, "MODELS", {"dancers_cpu": pretrained.ShippedModel(
-        str(tmp_path / "tiny.yaml"), "dancers", sequences=2, frames=8, size=(32, 32))})
+        str(tmp_path / "tiny.yaml"), "dancers", sequences=2, frames=8, size=(32, 32), held_out="none",
+        rebuild="make pretrained")})
     monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "shipped")
     folder = pretrained.build(tmp_path / "work")
     assert (tmp_path / "work" / "data" / ".complete").is_file()

@@ -129,7 +129,7 @@ def test_serve_renders_an_uploaded_photo_as_generate_does(tmp_path):
             served = client.get(status["result"]).content
     finally:
         worker.stop()
-    driving = worker.builtin.sequence(1001, 5, (64, 64))
+    driving = worker.served().builtin.sequence(1001, 5, (64, 64))
     generate(checkpoint, driving, tmp_path / "generated.mp4", [photo], max_frames=5, progress=False)
     with av.open(io.BytesIO(served)) as container:
         from_serve = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]

@@ -162,7 +162,7 @@ def test_fine_tuning_job_reports_its_steps_then_renders(server, monkeypatch):
     """finetune=N: the job first fine-tunes a copy of the model (phase "finetune", N steps), then renders; the
     worker's own model is left as it was."""
     client, worker = server
-    before = {k: v.clone() for k, v in worker.model.state_dict().items()}
+    before = {k: v.clone() for k, v in worker.served().model.state_dict().items()}
     phases = []
     import vid2vid.finetune as finetune_module
     real = finetune_module.finetune
@@ -183,7 +183,7 @@ def test_fine_tuning_job_reports_its_steps_then_renders(server, monkeypatch):
     assert status["finetune"] == 2 and status["phase"] == "render" and status["done"] == status["total"] == 3
     assert [p["phase"] for p in phases] == ["finetune", "finetune"]
     assert [p["done"] for p in phases] == [0, 1] and all(p["total"] in (0, 2) for p in phases)
-    assert all(torch.equal(v, before[k]) for k, v in worker.model.state_dict().items())
+    assert all(torch.equal(v, before[k]) for k, v in worker.served().model.state_dict().items())
     refused = client.post("/api/jobs", data={"identity": "1000", "motion": "1001", "finetune": "1000"})
     assert refused.status_code == 400
     assert refused.json()["error"] == "fine-tuning steps must be between 0 and 300, got 1000"
@@ -352,7 +352,7 @@ def test_a_run_folder_serves_its_latest_checkpoint(checkpoint, tmp_path):
     ckpt, root = checkpoint
     worker = Worker(root / "run", tmp_path, Limits(), device="cpu")
     try:
-        assert worker.checkpoint == ckpt
+        assert worker.served().checkpoint == ckpt
         assert worker.info()["checkpoint"] == f"run/checkpoints/{ckpt.name}"
     finally:
         worker.stop()

@@ -86,7 +86,7 @@ def test_info_says_live_is_offered(client):
 
 def test_camera_frames_come_back_rendered_in_order(client, camera):
     with client.websocket_connect("/api/live") as ws:
-        assert start(ws, {"identity": 1000, "k": 1})[-1] == {"type": "ready", "size": [64, 64]}
+        assert start(ws, {"identity": 1000, "k": 1})[-1] == {"type": "ready", "size": [64, 64], "model": "dancers_cpu"}
         seqs = []
         for seq, data in enumerate(camera):  # one at a time, as the page sends them
             ws.send_bytes(frame_message(seq, data))

@@ -202,7 +202,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
                           precision=args.precision, compile_model=args.compile, progress=not args.quiet,
                           finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
                           finetune_adversarial=args.finetune_adversarial, finetune_augment=args.finetune_augment,
-                          seed=args.seed, reference_backdrop=args.reference_backdrop)
+                          seed=args.seed, reference_backdrop=args.reference_backdrop,
+                          face_proportions=args.face_proportions)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -268,12 +269,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
                     max_queue=args.max_queue, max_finetune_steps=args.max_finetune_steps, max_live=args.max_live,
                     max_live_frame_kb=args.max_live_frame_kb)
     if args.checkpoint is None:
-        from vid2vid.pretrained import shipped_model
-        checkpoint = shipped_model()
-        print(f"vid2vid serve: no --checkpoint, using the shipped dancer model {checkpoint}", file=sys.stderr)
+        from vid2vid.pretrained import MODELS, shipped_model
+        checkpoints = [shipped_model(name) for name in MODELS]
+        print(f"vid2vid serve: no --checkpoint, serving the shipped models ({', '.join(MODELS)})", file=sys.stderr)
     else:
-        checkpoint = args.checkpoint
-    serve(checkpoint, args.host, args.port, limits, device=args.device, precision=args.precision,
+        checkpoints = args.checkpoint
+    serve(checkpoints, args.host, args.port, limits, device=args.device, precision=args.precision,
           compile_model=args.compile)
 
 
@@ -355,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--reference-backdrop", choices=["photo", "plain"], default="plain",
                      help="pose, a loose reference photo: its person on a plain wall of its backdrop's colour, as "
                           "the built-in dancers stand (default; MediaPipe's person segmentation), or the photo as is")
+    gen.add_argument("--face-proportions", choices=["reference", "driving"], default="reference",
+                     help="few-shot face: the driving landmarks given the reference face's proportions, as "
+                          "imaginaire's face test does (default), or the driver's own")
     gen.add_argument("--seed", type=seed_int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -422,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(run=cmd_export)
 
     web = sub.add_parser("serve", help="a local web page: pick references and a driving video, watch the result")
-    web.add_argument("--checkpoint", help="a checkpoint folder (default: the shipped dancer model, dancers_cpu)")
+    web.add_argument("--checkpoint", action="append",
+                     help="a checkpoint folder; repeat it to offer several models, the first the page's default "
+                          "(default: the shipped models, dancers_cpu and faces_cpu)")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     web.add_argument("--port", type=whole_number(1, 65535), default=8000, help="port to listen on")
     web.add_argument("--max-upload-mb", type=positive_float, default=200, help="largest upload, all files together")
@@ -456,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_detector_models)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
-    synth.add_argument("kind", choices=["dancers", "street", "faces", "turning", "photo"])
+    synth.add_argument("kind", choices=["dancers", "street", "faces", "turning", "photo", "face_photo"])
     synth.add_argument("output", metavar="OUT", help="dataset folder to write")
     synth.add_argument("--sequences", type=positive_int, default=8, help="number of sequences (each its own identity)")
     synth.add_argument("--frames", type=positive_int, default=32, help="frames per sequence")

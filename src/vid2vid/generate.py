@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from vid2vid.checkpoint import load_generator, read_model_info
-from vid2vid.data import DataError
+from vid2vid.data import DataError, render
 from vid2vid.data.datasets import DataConfig, VideoClips
 from vid2vid.data.layout import MODALITIES, scan
 from vid2vid.data.video import VideoWriter, is_video, read_image, video_info, write_image
@@ -160,6 +160,20 @@ def _say_people(path: Path, root: Path, sequence: str) -> None:
               file=sys.stderr)
 
 
+FACE_PROPORTIONS = ("reference", "driving")
+
+
+def driving_face_landmarks(sequence, reference: tuple[Path, str, str], max_frames: int | None) -> np.ndarray:
+    """The driving face's landmarks (T, 68, 2), file pixels, given the reference face's proportions as imaginaire's
+    face test gives them (render.normalize_face_landmarks): the driver's expression and head motion on the
+    reference's face shape, so that the shape does not carry the driver's identity over."""
+    root, name, frame = reference
+    ref_sequence = next(s for s in scan(root, "face") if s.name == name)
+    ref = render.read_landmarks_json(ref_sequence.files["dlib68"][ref_sequence.frames.index(frame)])
+    files = sequence.files["dlib68"][:max_frames]
+    return render.normalize_face_landmarks(np.stack([render.read_landmarks_json(f) for f in files]), ref)
+
+
 def references_for(paths: list[str | Path], cfg: DataConfig, workdir: Path, backdrop: str = "plain") -> References:
     """The references of reference images (frames of a prepared folder, or loose images labelled in workdir)."""
     return load_references(reference_locations([Path(p) for p in paths], cfg.task, workdir, backdrop), cfg)
@@ -233,7 +247,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              labels_output: str | Path | None = None,
              on_frame: Callable[[int, int], None] | None = None, finetune_steps: int = 0,
              finetune_lr: float | None = None, finetune_adversarial: bool = False, finetune_augment: str = "roll",
-             seed: int = 0, reference_backdrop: str = "plain",
+             seed: int = 0, reference_backdrop: str = "plain", face_proportions: str = "reference",
              on_finetune: Callable[[int, int], None] | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
     about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
@@ -249,7 +263,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     deterministic for a seed; on_finetune(done, total) after each step); the loaded model is not changed.
     reference_backdrop "plain" (pose models): a loose reference photo's person is put on a plain wall first,
     as the built-in dancers stand (study 6: a person found on 47-81% of the frames against 12-47% with the photo's
-    own backdrop); "photo": as it is.
+    own backdrop); "photo": as it is. face_proportions "reference" (few-shot face models): the driving landmarks
+    take the first reference face's proportions (driving_face_landmarks); "driving": as detected.
     """
     output, driving = Path(output), Path(driving)
     check_output_video(output, overwrite)
@@ -263,6 +278,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     if reference_backdrop not in REFERENCE_BACKDROPS:
         raise ValueError(f"reference_backdrop must be one of {', '.join(REFERENCE_BACKDROPS)}, "
                          f"got {reference_backdrop!r}")
+    if face_proportions not in FACE_PROPORTIONS:
+        raise ValueError(f"face_proportions must be one of {', '.join(FACE_PROPORTIONS)}, got {face_proportions!r}")
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     if model is None:
@@ -285,7 +302,11 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         chosen = [s for s in sequences if sequence is None or s.name == sequence]
         if not chosen:
             raise DataError(f"{root}: no sequence {sequence!r} (has {', '.join(s.name for s in sequences)})")
-        refs = references_for(references, cfg, workdir, reference_backdrop) if references else None
+        locations = reference_locations([Path(p) for p in references], cfg.task, workdir, reference_backdrop)
+        refs = load_references(locations, cfg) if references else None
+        landmarks = None
+        if cfg.task == "face" and refs is not None and face_proportions == "reference":
+            landmarks = driving_face_landmarks(chosen[0], locations[0], max_frames)
         if finetune_steps:
             from vid2vid.finetune import finetune_checkpoint_model
 
@@ -308,7 +329,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
             # PNGs go to a hidden folder renamed into place at the end: no half-written frame folder.
             frames_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 dir=frames_dir.parent, prefix=f".{frames_dir.name}.", ignore_cleanup_errors=True)))
-        stream = VideoClips(root, cfg).stream(chosen[0], max_frames)
+        stream = VideoClips(root, cfg).stream(chosen[0], max_frames, landmarks)
         total = len(chosen[0]) if max_frames is None else min(max_frames, len(chosen[0]))
         reference_picture = None if refs is None else to_uint8(refs.images[0, 0])
         start, count = time.perf_counter(), 0

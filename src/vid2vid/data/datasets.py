@@ -562,22 +562,27 @@ class VideoClips(Framing, Dataset):
         keypoints = [keypoints_in_box(f.people or [], b, size) for f, b in zip(frames, boxes, strict=True)]
         return ref_labels, ref_images, torch.stack(keypoints)
 
-    def stream(self, sequence: Sequence, max_frames: int | None = None) -> Iterator[dict]:
+    def stream(self, sequence: Sequence, max_frames: int | None = None, landmarks: np.ndarray | None = None
+               ) -> Iterator[dict]:
         """The frames of a sequence in order for generation, framed by a DrivingFramer, no augmentation. Items:
         label (C, H, W), image (3, H, W), frame, and the driving keypoints (pose) or landmarks (face) in output
-        pixels."""
+        pixels. landmarks (T, 68, 2) in file pixels, if given, stand in for the face's own (a driving face given
+        another face's proportions)."""
         framer = DrivingFramer(self)
         size = None
         for index in range(len(sequence) if max_frames is None else min(max_frames, len(sequence))):
-            frame = self.working_frame(sequence, index, False)
+            frame = self.working_frame(sequence, index, False, None if landmarks is None else landmarks[index])
             size = frame.source_size if size is None else size
             if frame.source_size != size:
                 raise DataError(f"{sequence.files['images'][index]}: size {frame.source_size[1]}x"
                                 f"{frame.source_size[0]} differs from the sequence's {size[1]}x{size[0]}")
             yield {**framer(frame), "frame": sequence.frames[index]}
 
-    def working_frame(self, sequence: Sequence, index: int, flip: bool) -> Frame:
+    def working_frame(self, sequence: Sequence, index: int, flip: bool, landmarks: np.ndarray | None = None
+                      ) -> Frame:
         frame = read_frame(sequence, index)
+        if landmarks is not None:
+            frame.landmarks = landmarks
         frame = resize_frame(frame, self.scale_for(frame.source_size))
         return flip_frame(frame) if flip else frame
 

@@ -35,12 +35,16 @@ def make_app(worker: Worker, allowed_hosts: list[str] | None = None):
         return FileResponse(WEB / "index.html")
 
     async def info(request):
-        return JSONResponse(worker.info())
+        try:
+            return JSONResponse(worker.info(request.query_params.get("model")))
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
 
     def builtin_picture(request):  # synthesizes on first use: a plain function, run in a thread
         index = request.path_params["index"]
         try:
-            path = worker.builtin.picture(index, tuple(worker.data.size))
+            served = worker.served(request.query_params.get("model"))
+            path = served.builtin.picture(index, tuple(served.data.size))
         except BadRequest as exc:
             raise HTTPException(404, str(exc)) from None
         return FileResponse(path)

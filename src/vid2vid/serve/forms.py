@@ -12,7 +12,16 @@ from vid2vid.data import DataError
 from vid2vid.data.layout import MODALITIES
 from vid2vid.data.video import VIDEO_EXTENSIONS
 from vid2vid.errors import one_line, shown
-from vid2vid.serve.jobs import BUILTIN, LABEL_MODALITY, BadRequest, Job, Worker, find_dataset_root
+from vid2vid.serve.jobs import (
+    BUILTIN,
+    LABEL_MODALITY,
+    BadRequest,
+    Job,
+    Limits,
+    ServedModel,
+    Worker,
+    find_dataset_root,
+)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -56,33 +65,35 @@ def parse_count(text: str, what: str, low: int, high: int) -> int:
 
 
 def read_job_form(form, worker: Worker) -> Job:
-    """The fields: size (HxW, one of info's sizes), frames (at most max_frames), finetune (steps of fine-tuning on
-    the references first, few-shot; at most max_finetune_steps);
+    """The fields: model (a name of info's models; default the first), size (HxW, one of its sizes), frames (at
+    most max_frames), finetune (steps of fine-tuning on the references first, few-shot; at most max_finetune_steps);
     references: uploaded images (with label files named like them, optional) or identity (a built-in index)
     and k; driving: one file (a video or a .zip of a prepared folder), files with relative paths (a prepared
     folder, picked in the browser), or motion (a built-in index)."""
     limits = worker.limits
-    size = parse_size(form.get("size") or "x".join(map(str, worker.data.size)))
-    if size not in worker.sizes():
+    served = worker.served(form.get("model"))
+    sizes = served.sizes(limits)
+    size = parse_size(form.get("size") or "x".join(map(str, served.data.size)))
+    if size not in sizes:
         raise BadRequest(f"size {size[0]}x{size[1]} is not offered here "
-                         f"(choose {', '.join(f'{h}x{w}' for h, w in worker.sizes())})")
+                         f"(choose {', '.join(f'{h}x{w}' for h, w in sizes)})")
     frames = parse_count(form.get("frames") or str(min(32, limits.max_frames)), "frames", 1, limits.max_frames)
     job_id = uuid.uuid4().hex[:12]
     folder = worker.work_dir / "jobs" / job_id
-    job = Job(job_id, folder, worker.few_shot, size, frames)
+    job = Job(job_id, folder, served.name, served.few_shot, size, frames)
     if form.get("finetune"):
-        if not worker.few_shot:
+        if not served.few_shot:
             raise BadRequest("this is a vid2vid model: fine-tuning on references is for few-shot models")
         job.finetune = parse_count(form.get("finetune"), "fine-tuning steps", 0, limits.max_finetune_steps)
     job.uploads.mkdir(parents=True)
     labelled = [f"uploads/labelled_references/{MODALITIES[m].folder}/references/"
-                for m in ("images", LABEL_MODALITY.get(worker.data.task)) if m]
+                for m in ("images", LABEL_MODALITY.get(served.data.task)) if m]
     for folder_name in ("uploads/references/", "uploads/driving/", *labelled, "uploads/", ""):
         job.names[f"{folder}/{folder_name}"] = ""
-    job.names[str(worker.builtin.root) + "/"] = "built-in data: "
+    job.names[str(served.builtin.root) + "/"] = "built-in data: "
     try:
-        _read_references(form, worker, job)
-        _read_driving(form, worker, job)
+        _read_references(form, served, limits, job)
+        _read_driving(form, job)
     except (DataError, OSError) as exc:  # OSError: a folder upload with a file and a folder of one name, say
         shutil.rmtree(folder, ignore_errors=True)
         raise BadRequest(job.readable(one_line(exc))) from None
@@ -96,13 +107,12 @@ def _uploads(form, key: str) -> list:
     return [f for f in form.getlist(key) if hasattr(f, "filename") and f.filename]
 
 
-def _read_references(form, worker: Worker, job: Job) -> None:
+def _read_references(form, served: ServedModel, limits: Limits, job: Job) -> None:
     uploads = _uploads(form, "references")
-    if not worker.few_shot:
+    if not served.few_shot:
         if uploads or form.get("identity"):
             raise BadRequest("this is a vid2vid model: it takes no reference images")
         return
-    limits = worker.limits
     if not uploads:
         if not form.get("identity"):
             raise BadRequest("a few-shot model needs reference images: upload some or pick a built-in identity")
@@ -122,7 +132,7 @@ def _read_references(form, worker: Worker, job: Job) -> None:
         raise BadRequest("the references hold no image (.png, .jpg)")
     if len(images) > limits.max_references:
         raise BadRequest(f"{len(images)} reference images; this server takes at most {limits.max_references}")
-    modality = LABEL_MODALITY.get(worker.data.task)
+    modality = LABEL_MODALITY.get(served.data.task)
     for stem in labels:
         if stem not in {p.stem for p in images}:
             raise BadRequest(f"{labels[stem].name}: a label file with no image of the same name")
@@ -145,7 +155,7 @@ def _with_labels(image: Path, label: Path | None, modality: str | None, uploads:
     return image_dir / image.name
 
 
-def _read_driving(form, worker: Worker, job: Job) -> None:
+def _read_driving(form, job: Job) -> None:
     files = _uploads(form, "driving")
     folder_files = _uploads(form, "driving_folder")
     if len(files) + bool(folder_files) + bool(form.get("motion")) != 1:

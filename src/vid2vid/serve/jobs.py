@@ -20,12 +20,13 @@ import torch
 
 from vid2vid.checkpoint import model_folder, read_model_info
 from vid2vid.data import DataError
+from vid2vid.data.datasets import DataConfig
 from vid2vid.data.detector import MissingExtra
 from vid2vid.data.layout import MODALITIES, TASKS
 from vid2vid.data.video import PixelLimit, pixel_limit, read_image, write_image
 from vid2vid.data.writer import write_synthetic
 from vid2vid.device import pick_device
-from vid2vid.errors import one_line
+from vid2vid.errors import one_line, shown
 from vid2vid.generate import data_config_for, generate, load_for_inference
 from vid2vid.live import LIVE_TASKS
 from vid2vid.step import is_few_shot, size_multiple, unwrap
@@ -74,6 +75,7 @@ class JobCancelled(Exception):
 class Job:
     id: str
     folder: Path  # uploads/ (removed when the job ends) and the results
+    model: str  # the name of the model it renders with (Worker.models)
     few_shot: bool
     size: tuple[int, int]
     frames: int
@@ -116,19 +118,67 @@ class Job:
         return text
 
 
-class Worker:
-    """Renders jobs one at a time, in the order they came, with one loaded model."""
+@dataclass
+class ServedModel:
+    """One model the server renders with, loaded once, and the built-in data of its task."""
 
-    def __init__(self, checkpoint: Path, work_dir: Path, limits: Limits, device: str = "auto",
+    name: str
+    checkpoint: Path
+    model: torch.nn.Module
+    data: DataConfig  # how its labels are made: as trained
+    builtin: Builtin
+
+    @property
+    def few_shot(self) -> bool:
+        return is_few_shot(self.model)
+
+    def sizes(self, limits: Limits) -> list[tuple[int, int]]:
+        """The output sizes offered: the trained size, halved and doubled where the model and limits allow."""
+        height, width = self.data.size
+        multiple = size_multiple(self.model)
+        sizes = []
+        for scale in (0.5, 1, 2):
+            h, w = int(height * scale), int(width * scale)
+            if h % multiple == 0 and w % multiple == 0 and max(h, w) <= limits.max_resolution:
+                sizes.append((h, w))
+        return sizes or [tuple(self.data.size)]
+
+
+def model_names(folders: list[Path]) -> list[str]:
+    """A name per checkpoint folder for the page: the folder's name, or its run's for a run's checkpoint
+    (RUN/checkpoints/N), made unique."""
+    names: list[str] = []
+    for folder in folders:
+        folder = folder.resolve()
+        base = folder.parent.parent.name if folder.parent.name == "checkpoints" else folder.name
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    return names
+
+
+class Worker:
+    """Renders jobs one at a time, in the order they came, with its models loaded once (the first is the page's
+    default)."""
+
+    def __init__(self, checkpoints: Path | list[Path], work_dir: Path, limits: Limits, device: str = "auto",
                  precision: str = "auto", compile_model: bool = False):
-        self.checkpoint, self.work_dir, self.limits = model_folder(checkpoint), work_dir, limits
+        checkpoints = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(c) for c in checkpoints]
+        if not checkpoints:
+            raise ValueError("vid2vid serve needs at least one checkpoint")
+        self.work_dir, self.limits = work_dir, limits
         self.device, self.precision = pick_device(device), precision
-        self.model = load_for_inference(self.checkpoint, self.device)
-        if compile_model:  # once for the server's life: each new frame size or K compiles on its first job
-            self.model = torch.compile(self.model)
-        self.few_shot = is_few_shot(self.model)
-        self.data = data_config_for(self.checkpoint, self.model, None)
-        self.builtin = Builtin(work_dir / "builtin", self.data.task)
+        self.models: dict[str, ServedModel] = {}
+        folders = [model_folder(c) for c in checkpoints]
+        for name, folder in zip(model_names(folders), folders, strict=True):
+            model = load_for_inference(folder, self.device)
+            if compile_model:  # once for the server's life: each new frame size or K compiles on its first job
+                model = torch.compile(model)
+            data = data_config_for(folder, model, None)
+            builtin = Builtin(work_dir / "builtin" / name, data.task)
+            self.models[name] = ServedModel(name, folder, model, data, builtin)
+        self.default = next(iter(self.models))
         self.jobs: dict[str, Job] = {}
         self.waiting: queue.Queue[Job | None] = queue.Queue()
         self.lock = threading.Lock()
@@ -137,35 +187,35 @@ class Worker:
         self.thread = threading.Thread(target=self._run, name="vid2vid-serve-worker", daemon=True)
         self.thread.start()
 
-    def info(self) -> dict:
-        info = read_model_info(self.checkpoint)
+    def served(self, name: str | None = None) -> ServedModel:
+        """The model of this name (None: the default); BadRequest for a name the server does not have."""
+        if not name:
+            return self.models[self.default]
+        if name not in self.models:
+            raise BadRequest(f"no model {shown(name)} here (there are {', '.join(self.models)})")
+        return self.models[name]
+
+    def info(self, name: str | None = None) -> dict:
+        served = self.served(name)
+        info = read_model_info(served.checkpoint)
+        few_shot, task = served.few_shot, served.data.task
         return {
-            "model": "few-shot vid2vid" if self.few_shot else "vid2vid", "few_shot": self.few_shot,
-            "checkpoint": "/".join(self.checkpoint.resolve().parts[-3:]), "task": self.data.task,
-            "device": str(self.device), "compiled": self.model is not unwrap(self.model),
-            "size": list(self.data.size), "sizes": [list(s) for s in self.sizes()],
-            "builtin": {"identities": list(BUILTIN) if self.few_shot else [], "motions": list(BUILTIN)},
+            "name": served.name, "models": [{"name": m.name, "task": m.data.task, "few_shot": m.few_shot}
+                                            for m in self.models.values()],
+            "model": "few-shot vid2vid" if few_shot else "vid2vid", "few_shot": few_shot,
+            "checkpoint": "/".join(served.checkpoint.resolve().parts[-3:]), "task": task,
+            "device": str(self.device), "compiled": served.model is not unwrap(served.model),
+            "size": list(served.data.size), "sizes": [list(s) for s in served.sizes(self.limits)],
+            "builtin": {"identities": list(BUILTIN) if few_shot else [], "motions": list(BUILTIN)},
             "limits": {"max_upload_mb": self.limits.max_upload_mb, "max_frames": self.limits.max_frames,
                        "max_resolution": self.limits.max_resolution,
                        "max_references": self.limits.max_references, "max_queue": self.limits.max_queue,
-                       "max_finetune_steps": self.limits.max_finetune_steps if self.few_shot else 0,
+                       "max_finetune_steps": self.limits.max_finetune_steps if few_shot else 0,
                        "max_live": self.limits.max_live},
-            "live": self.data.task in LIVE_TASKS and self.limits.max_live > 0,
-            "label_file": MODALITIES[LABEL_MODALITY[self.data.task]].description
-            if self.data.task in LABEL_MODALITY else None,
+            "live": task in LIVE_TASKS and self.limits.max_live > 0,
+            "label_file": MODALITIES[LABEL_MODALITY[task]].description if task in LABEL_MODALITY else None,
             "trained_iterations": info.get("iteration"),
         }
-
-    def sizes(self) -> list[tuple[int, int]]:
-        """The output sizes offered: the trained size, halved and doubled where the model and limits allow."""
-        height, width = self.data.size
-        multiple = size_multiple(self.model)
-        sizes = []
-        for scale in (0.5, 1, 2):
-            h, w = int(height * scale), int(width * scale)
-            if h % multiple == 0 and w % multiple == 0 and max(h, w) <= self.limits.max_resolution:
-                sizes.append((h, w))
-        return sizes or [tuple(self.data.size)]
 
     def check_room(self) -> None:
         if len(self.order) >= self.limits.max_queue:
@@ -243,15 +293,16 @@ class Worker:
             self._render_within_limits(job)
 
     def _render_within_limits(self, job: Job) -> None:
+        served = self.served(job.model)
         # Built-in data is synthesized here rather than in the request: it can take seconds at large sizes.
         if job.identity is not None:
-            job.references = self.builtin.references(*job.identity, job.size)
+            job.references = served.builtin.references(*job.identity, job.size)
         if job.motion is not None:
-            job.driving = self.builtin.sequence(job.motion, job.frames, job.size)
+            job.driving = served.builtin.sequence(job.motion, job.frames, job.size)
         if job.driving.suffix.lower() == ".zip":
             job.driving = extract_dataset_zip(job.driving, int(4 * self.limits.max_upload_mb * 2**20))
         if job.driving.is_dir():
-            check_label_type(job.driving, self.data.task)
+            check_label_type(job.driving, served.data.task)
         references = job.references
         for i, path in enumerate(references):
             write_image(job.folder / f"reference_{i}.png", read_image(path))
@@ -270,9 +321,9 @@ class Worker:
 
         if job.finetune:
             job.phase = "finetune"
-        generate(self.checkpoint, job.driving, job.folder / "result.mp4", references, size=job.size,
+        generate(served.checkpoint, job.driving, job.folder / "result.mp4", references, size=job.size,
                  max_frames=job.frames, device=str(self.device), precision=self.precision, progress=False,
-                 model=self.model, labels_output=job.folder / "labels.mp4", on_frame=progress("render"),
+                 model=served.model, labels_output=job.folder / "labels.mp4", on_frame=progress("render"),
                  finetune_steps=job.finetune, on_finetune=progress("finetune"))
 
     def _forget_old(self) -> None:

@@ -43,8 +43,16 @@ from vid2vid.data import DataError
 from vid2vid.data.detector import MissingExtra
 from vid2vid.errors import one_line
 from vid2vid.generate import inference_precision
-from vid2vid.live import LiveFrame, LivePipeline, LiveRenderer, check_live_task, for_stream, live_references
-from vid2vid.serve.jobs import BUILTIN, BadRequest, Worker
+from vid2vid.live import (
+    LIVE_TASKS,
+    LiveFrame,
+    LivePipeline,
+    LiveRenderer,
+    check_live_task,
+    for_stream,
+    live_references,
+)
+from vid2vid.serve.jobs import BUILTIN, BadRequest, ServedModel, Worker
 
 log = logging.getLogger("vid2vid.serve")
 
@@ -100,6 +108,7 @@ class Session:
     def __init__(self, worker: Worker, websocket):
         self.worker, self.websocket = worker, websocket
         self.folder = worker.work_dir / "live" / uuid.uuid4().hex[:12]
+        self.served: ServedModel | None = None  # the model the first message names
         self.renderer: LiveRenderer | None = None
         self.closed = threading.Event()  # the page went away: a fine-tuning in progress stops at its next step
         self.pipeline: LivePipeline | None = None
@@ -150,13 +159,18 @@ class Session:
             raise BadRequest("the first message must be JSON saying which references to render") from None
         if not isinstance(request, dict):
             raise BadRequest("the first message must be a JSON object")
+        model = request.get("model")
+        if model is not None and not isinstance(model, str):
+            raise BadRequest("model must be the name of one of the server's models")
+        self.served = served = worker.served(model)
+        check_live_task(served.data.task)
         steps = request.get("finetune") or 0
-        if not isinstance(steps, int) or not 0 <= steps <= limits.max_finetune_steps or (steps and not worker.few_shot):
+        if not isinstance(steps, int) or not 0 <= steps <= limits.max_finetune_steps or (steps and not served.few_shot):
             raise BadRequest(f"finetune must be a whole number of steps from 0 to {limits.max_finetune_steps}"
-                             + ("" if worker.few_shot else " (0: this is a vid2vid model)"))
+                             + ("" if served.few_shot else " (0: this is a vid2vid model)"))
         self.folder.mkdir(parents=True)
         references: list[Path] = []
-        if worker.few_shot:
+        if served.few_shot:
             if request.get("upload"):
                 photo = await self.websocket.receive()
                 self.check_open(photo)
@@ -174,7 +188,7 @@ class Session:
                 if index not in BUILTIN or not isinstance(k, int) or not 1 <= k <= limits.max_references:
                     raise BadRequest(f"identity must be one of {BUILTIN[0]}..{BUILTIN[-1]} and k from 1 to "
                                      f"{limits.max_references}, or upload a photo")
-                references = await asyncio.to_thread(worker.builtin.references, index, k, tuple(worker.data.size))
+                references = await asyncio.to_thread(served.builtin.references, index, k, tuple(served.data.size))
         loop = asyncio.get_running_loop()
 
         def progress(done: int, total: int) -> None:
@@ -185,20 +199,20 @@ class Session:
 
         await self.websocket.send_json({"type": "progress", "phase": "references", "done": 0, "total": 1})
         self.renderer = await self.in_thread(self.make_renderer, references, steps, progress)
-        await self.websocket.send_json({"type": "ready", "size": list(worker.data.size)})
+        await self.websocket.send_json({"type": "ready", "size": list(served.data.size), "model": served.name})
 
     def make_renderer(self, references: list[Path], steps: int, progress) -> LiveRenderer:
-        worker = self.worker
-        amp = inference_precision(worker.precision, worker.model, worker.device)
-        if not worker.few_shot:
-            return LiveRenderer(for_stream(worker.model), worker.data, None, worker.device, amp)
+        worker, served = self.worker, self.served
+        amp = inference_precision(worker.precision, served.model, worker.device)
+        if not served.few_shot:
+            return LiveRenderer(for_stream(served.model), served.data, None, worker.device, amp)
         try:
-            model, refs = live_references(worker.checkpoint, worker.model, worker.data, references,
+            model, refs = live_references(served.checkpoint, served.model, served.data, references,
                                           self.folder / "work", worker.device, finetune_steps=steps, amp_dtype=amp,
                                           on_finetune=progress)
         except DataError as exc:  # named as the page knows it, not by its path here
             raise DataError(str(exc).replace(str(self.folder / "reference.png"), "the reference photo")) from None
-        return LiveRenderer(model, worker.data, refs, worker.device, amp)
+        return LiveRenderer(model, served.data, refs, worker.device, amp)
 
     def check_open(self, message: dict) -> None:
         if message["type"] == "websocket.disconnect":
@@ -284,8 +298,9 @@ def live_endpoint(worker: Worker, sessions: LiveSessions, same_origin):
             await websocket.close(code=1008)  # refused before the handshake: the page gets a 403
             return
         await websocket.accept()
-        try:
-            check_live_task(worker.data.task)
+        try:  # at once where no model here can go live; else when the first message names one
+            if not any(m.data.task in LIVE_TASKS for m in worker.models.values()):
+                check_live_task(worker.served().data.task)
         except ValueError as exc:
             await fail(websocket, str(exc))
             return

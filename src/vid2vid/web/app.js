@@ -22,9 +22,10 @@ async function answer(response) {
   }
 }
 
-async function load() {
+async function load(model) {
+  const query = model ? `?model=${encodeURIComponent(model)}` : "";
   try {
-    info = await answer(await fetch("/api/info"));
+    info = await answer(await fetch(`/api/info${query}`));
   } catch {
     $("model").textContent = "The server does not answer.";
     return;
@@ -36,6 +37,12 @@ async function load() {
   const trained = info.trained_iterations ? `, trained ${info.trained_iterations} iterations` : "";
   $("model").textContent = `${info.model} (${info.task} labels) from ${info.checkpoint}${trained}; ` +
     `runs on ${info.device}.`;
+  // Several models: a picker, the form rebuilt for the one picked.
+  $("model-box").hidden = info.models.length < 2;
+  if (!$("model-choice").options.length) {
+    for (const m of info.models) $("model-choice").append(new Option(`${m.name} (${m.task})`, m.name));
+  }
+  $("model-choice").value = info.name;
   $("references-box").hidden = !info.few_shot;
   $("k").max = info.limits.max_references;
   $("finetune-box").hidden = !info.limits.max_finetune_steps;
@@ -43,27 +50,31 @@ async function load() {
   $("finetune-steps").value = Math.min(100, info.limits.max_finetune_steps);
   $("frames").max = info.limits.max_frames;
   $("frames").value = Math.min(32, info.limits.max_frames);
-  if (info.label_file) {
-    $("label-hint").textContent = `Images with their ${info.label_file} files (same name, .json) use those ` +
-      "labels; others are labelled by the detector.";
-  }
+  $("label-hint").textContent = info.label_file
+    ? `Images with their ${info.label_file} files (same name, .json) use those labels; others are labelled by ` +
+      "the detector."
+    : "";
+  const nouns = { street: "street sequence", face: "talking face", pose: "motion" };
+  $("motion-noun").textContent = nouns[info.task] || "motion";
   if (info.task === "street") {
-    $("motion-noun").textContent = "street sequence";
     $("driving-legend").textContent = "Scene: the driving label maps";
     $("driving-hint").textContent = "A video here is a colour-coded label video (Cityscapes colours); a " +
       "prepared folder holds seg_maps/ (vid2vid prepare --label-colours, or vid2vid synth street).";
   }
+  $("identities").replaceChildren();
   for (const index of info.builtin.identities) {
     const tile = document.createElement("label");
     tile.innerHTML = `<input type="radio" name="identity" value="${index}"><img alt="identity ${index}" ` +
-      `src="/api/builtin/${index}.png">${index}`;
+      `src="/api/builtin/${index}.png?model=${encodeURIComponent(info.name)}">${index}`;
     $("identities").append(tile);
   }
   const first = document.querySelector('input[name="identity"]');
   if (first) first.checked = true;
+  $("motion").replaceChildren();
   for (const index of info.builtin.motions) {
-    $("motion").append(new Option(`${info.task === "street" ? "street" : "motion"} ${index}`, index));
+    $("motion").append(new Option(`${nouns[info.task] || "motion"} ${index}`, index));
   }
+  $("size").replaceChildren();
   for (const [h, w] of info.sizes) {
     const option = new Option(`${h}×${w}`, `${h}x${w}`);
     option.selected = h === info.size[0] && w === info.size[1];
@@ -75,6 +86,7 @@ async function load() {
 
 function formData() {
   const form = new FormData();
+  form.append("model", info.name);
   form.append("size", $("size").value);
   form.append("frames", $("frames").value);
   if (info.few_shot) {
@@ -209,6 +221,7 @@ $("result-video").addEventListener("seeked", () => {
   $("labels-video").currentTime = $("result-video").currentTime;
 });
 $("job").addEventListener("submit", submit);
+$("model-choice").addEventListener("change", () => load($("model-choice").value));
 $("cancel").addEventListener("click", async () => {
   if (!current) return;
   $("cancel").disabled = true;

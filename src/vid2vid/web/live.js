@@ -35,7 +35,7 @@ function cameraProblem(error) {
 
 function startRequest() {
   // Which references: the choice made under 1; a photo goes after the request, as one binary message.
-  const request = {};
+  const request = { model: info.name };
   let photo = null;
   if (info.few_shot) {
     if (checked("ref-source") === "builtin") {
