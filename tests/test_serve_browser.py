@@ -215,3 +215,46 @@ def test_fine_tune_on_the_references_with_its_progress_in_the_page(browser, serv
                         ".then(r => r.json())")
     assert job["finetune"] == 100 and job["state"] == "done"
     page.close()
+
+
+def test_the_face_model_beside_the_dancers_renders_a_face_photo_driven_by_a_face_video(browser, tmp_path):
+    """Two models in one server (a tiny dancer model and the shipped face model): the page's picker rebuilds the
+    form for the face model; a built-in face, then (with the detector) a real photo and a real video uploaded."""
+    from vid2vid.pretrained import shipped_model
+
+    dancers = train_on_tiny_dancers(tmp_path / "tiny", heldout_sequences=1, heldout_frames=1)
+    process, url, info, log = start_serve(tmp_path, "--checkpoint", str(dancers), "--checkpoint",
+                                          str(shipped_model("faces_cpu")), "--max-frames", "30")
+    try:
+        assert [m["task"] for m in info["models"]] == ["pose", "face"] and info["task"] == "pose"
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(url)
+        page.wait_for_function("!document.getElementById('generate').disabled")
+        assert page.is_visible("#model-box")
+        page.select_option("#model-choice", "faces_cpu")
+        page.wait_for_function("document.getElementById('model').textContent.includes('face labels')")
+        assert "talking face" in page.text_content("#motion option")
+        page.fill("#frames", "6")
+        page.click("#generate")
+        page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+        assert page.text_content("#status-text").startswith("Done: 6 frames")
+        page.wait_for_function("document.getElementById('result-video').readyState >= 2", timeout=20_000)
+        assert page.evaluate("document.getElementById('result-video').videoHeight") == 64
+        try:
+            from vid2vid.data import detector, samples
+
+            detector.face_mesh(False).close()
+            photo, video = samples.photo_path("astronaut"), samples.video_path("carphone_pristine")
+        except Exception:  # no detector or no sample files here: the built-in face was the test
+            return
+        page.evaluate("document.getElementById('result').hidden = true")
+        page.set_input_files("#references", str(photo))
+        page.set_input_files("#driving", str(video))
+        page.click("#generate")
+        page.wait_for_selector("#result:not([hidden])", timeout=180_000)
+        assert page.is_hidden("#error") and page.text_content("#status-text").startswith("Done: 6 frames")
+        page.close()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0, (tmp_path / "server.log").read_text()
+        log.close()
