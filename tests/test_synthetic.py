@@ -56,7 +56,7 @@ def test_shapes_and_dtypes(kind):
             assert f.flow.shape == (h, w, 2) and f.flow.dtype == np.float32 and np.isfinite(f.flow).all()
             assert f.flow_valid.shape == (h, w) and f.flow_valid.dtype == bool
         assert (f.people is not None) == (kind in ("dancers", "turning", "photo"))
-        assert (f.landmarks is not None) == (kind == "faces")
+        assert (f.landmarks is not None) == (kind in ("faces", "face_photo"))
         assert (f.seg is not None) == (kind == "street")
         if f.people is not None:
             p = f.people[0]
@@ -311,7 +311,15 @@ def _warp(image, flow):
 # levels), the flow must explain it: zero flow, or the flow half a pixel off, is far worse.
 # photo 29: a real backdrop with little blur and no noise (blur and noise are what separate the others from exact).
 FLOW_CASES = {"dancers": (2, (160, 160)), "faces": (2, (192, 192)), "street": (2, (128, 128)),
-              "turning": (2, (160, 160)), "photo": (29, (160, 160))}
+              "turning": (2, (160, 160)), "photo": (29, (160, 160)),
+              "face_photo": (122, (192, 192))}  # a real backdrop, little blur and noise
+
+
+def _noise(kind: str, index: int) -> float:
+    """The camera's sensor noise sigma (of 255) of a filmed kind, else 0: frame to frame, two draws of it differ by
+    about 1.13 sigma on average, which no flow can warp away."""
+    camera = getattr(identity(kind, index), "camera", None)
+    return 0.0 if camera is None else camera.noise
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -327,10 +335,11 @@ def test_flow_is_exact(kind):
             e = np.abs(_warp(a.image, flow) - b.image).mean(-1)
             errors[name].append((e[interior], e[changed]))
     everywhere = np.concatenate([e for e, _ in errors["true"]])
-    assert everywhere.mean() < 1.0 and np.percentile(everywhere, 99) < 12, (
+    floor = 1.2 * _noise(kind, index)
+    assert everywhere.mean() < 1.0 + floor and np.percentile(everywhere, 99) < 12 + 3 * floor, (
         everywhere.mean(), np.percentile(everywhere, 99))
     true, zero, shifted = (np.concatenate([c for _, c in errors[k]]) for k in ("true", "zero", "shifted"))
-    assert len(true) > 50 and true.mean() < 3.0, (len(true), true.mean())
+    assert len(true) > 50 and true.mean() < 3.0 + floor, (len(true), true.mean())
     assert zero.mean() > 4 * true.mean() and shifted.mean() > 1.5 * true.mean(), (
         true.mean(), zero.mean(), shifted.mean())
 
