@@ -163,11 +163,10 @@ def main(argv: list[str] | None = None) -> None:
             refs = load_references(locations, cfg)
             clips = VideoClips(root, cfg)
             driving = frame_driving(clips, sequence, driving_face_landmarks(sequence, locations[0], args.max_frames))
-        report = render_and_score(checkpoint, model, refs, driving, args, device)
+        report, runs = render_and_score(checkpoint, model, refs, driving, args, device)
     except (CheckpointError, DataError, MissingExtra, OSError, ValueError) as exc:
         sys.exit(f"demo-face: {exc}")
     reference = to_uint8(refs.images[0, 0])
-    runs = report.pop("_results")
     shown = runs[report["shown"]]
     with VideoWriter(out / "result.mp4", fps=FPS) as writer:
         for label, result in zip(driving.labels, shown, strict=True):
@@ -180,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {out / 'result.mp4'}, {out / 'comparison.png'} and {out / 'metrics.json'}")
 
 
-def render_and_score(checkpoint: Path, model, refs, driving: Driving, args, device: torch.device) -> dict:
+def render_and_score(checkpoint: Path, model, refs, driving: Driving, args, device: torch.device
+                     ) -> tuple[dict, dict[str, list[np.ndarray]]]:
+    """The report (scores per run, as given and fine-tuned) and each run's frames."""
     tunings = [0] + ([args.finetune] if args.finetune > 0 else [])
     print(f"[3/3] rendering {REFERENCE} following {DRIVER} ({len(driving.items)} frames"
           + (f"; as given and fine-tuned {args.finetune} steps on the photo" if args.finetune else "") + ")")
@@ -202,10 +203,10 @@ def render_and_score(checkpoint: Path, model, refs, driving: Driving, args, devi
             scores[key] = score(runs[key], driving, finder, identity, reference_descriptor, driver_descriptors,
                                 floor)
     return {**scores, "shown": list(runs)[-1], "frames": len(driving.items),
-            "driving_crops_face_found": floor_found, "_results": runs,
+            "driving_crops_face_found": floor_found,
             "units": "landmark errors in inter-ocular distances (outer eye corners) of the landmarks compared "
                      "against; mouth opening: Pearson r over the frames with a face; identity: dlib descriptor "
-                     "distances (same person below 0.6 by its authors)"}
+                     "distances (same person below 0.6 by its authors)"}, runs
 
 
 if __name__ == "__main__":

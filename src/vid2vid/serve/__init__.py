@@ -43,7 +43,6 @@ def serve(checkpoints: str | Path | list[str | Path], host: str = "127.0.0.1", p
         import uvicorn
     except ImportError:
         raise MissingExtra("vid2vid serve needs the web extra: pip install 'vid2vid[web]'") from None
-    checkpoints = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(c) for c in checkpoints]
     with tempfile.TemporaryDirectory(prefix="vid2vid-serve-", ignore_cleanup_errors=True) as work_dir:
         worker = Worker(checkpoints, Path(work_dir), limits or Limits(), device, precision, compile_model)
         for served in worker.models.values():
