@@ -130,3 +130,23 @@ def test_build_synthesizes_trains_and_exports(tmp_path, monkeypatch):
     assert (tmp_path / "work" / "data" / ".complete").is_file()
     assert json.loads((folder / "PROVENANCE.json").read_text())["iterations"] == 2
     assert load_generator(folder) is not None
+
+
+def test_a_model_trained_in_stages_ships_every_stages_recipe_and_log(tiny_run, tmp_path, monkeypatch):
+    """A model whose recipe has later stages: export takes one run per stage, ships the last one's average, each
+    stage's recipe and log, and sums the iterations and minutes; the wrong number of runs is one line."""
+    import dataclasses
+
+    monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "shipped")
+    staged = dataclasses.replace(pretrained.MODELS["dancers_cpu"], stages=("pretrained_faces_cpu",))
+    monkeypatch.setitem(pretrained.MODELS, "dancers_cpu", staged)
+    with pytest.raises(ValueError, match="2 stage.*give 2 run folder"):
+        pretrained.export(tiny_run)
+    folder = pretrained.export([tiny_run, tiny_run])
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "PROVENANCE.json", "model.json", "model.safetensors", "recipe.yaml", "recipe_stage2.yaml",
+        "training_log.jsonl", "training_log_stage2.jsonl"]
+    assert "face edge maps" in (folder / "recipe_stage2.yaml").read_text()
+    provenance = json.loads((folder / "PROVENANCE.json").read_text())
+    assert provenance["iterations"] == 4
+    assert [s["recipe"] for s in provenance["stages"]] == ["pretrained_dancers_cpu", "pretrained_faces_cpu"]

@@ -220,3 +220,91 @@ def test_perceptual_loss_with_given_vgg_weights_and_bf16_autocast(dancers, tmp_p
     result = train(cfg, tmp_path / "run", progress=False)
     assert all(h["loss/G/perceptual"] > 0 for h in result.history)
     assert all(torch.isfinite(p).all() for p in result.generator.parameters())
+
+
+def test_init_from_starts_a_new_stage_from_a_checkpoints_networks(dancers, tmp_path):
+    """run.init_from: the generator, its average and the discriminators of a training checkpoint start the run
+    at iteration 0 with fresh optimizers. With both rates 0 the trained networks stay exactly stage 1's (and
+    differ from a fresh start's); the optimizers count only this stage's steps; the average starts from stage
+    1's average (ema_decay 0.5: half of it remains after one update, so it is not a fresh copy of G)."""
+    first = train(tiny_train_config(dancers), tmp_path / "first", progress=False).last_checkpoint
+    frozen = {"lr_G": 0.0, "lr_D": 0.0, "ema_decay": 0.5, "ema_start": 0}
+    second = train(tiny_train_config(dancers, optim=frozen, schedule={"iterations": 1, "batch_size": 2},
+                                     run={"init_from": str(first), "checkpoint_every": 1}),
+                   tmp_path / "second", progress=False).last_checkpoint
+    fresh = train(tiny_train_config(dancers, optim=frozen, schedule={"iterations": 1, "batch_size": 2},
+                                    run={"checkpoint_every": 1}), tmp_path / "fresh", progress=False).last_checkpoint
+    assert second.name == "00000001"
+    before, after, scratch = weights_of(first), weights_of(second), weights_of(fresh)
+    for name in ("generator.safetensors", "discriminators.safetensors"):
+        # Spectral norm's power iteration moves u and v on every training forward, whatever the rate.
+        weights = [k for k in before[name] if not k.endswith(("._u", "._v"))]
+        assert all(torch.equal(before[name][k], after[name][k]) for k in weights), name
+        assert not all(torch.equal(before[name][k], scratch[name][k]) for k in weights), name
+    g_before, g_after = before["generator.safetensors"], after["model.safetensors"]
+    key = next(k for k in g_after if k.endswith("to_image.weight"))
+    trained = g_before[next(k for k in g_before if k.endswith("to_image.weight"))]
+    # Three frame updates at decay 0.5: the stage-1 average keeps 1/8 beside 7/8 of the (frozen) trained weights.
+    expected = before["model.safetensors"][key] / 8 + trained * 7 / 8
+    assert torch.allclose(g_after[key], expected, atol=1e-6)
+    state = torch.load(second / "training_state.pt", weights_only=True)
+    assert state["iteration"] == 1 and state["average_updates"] == 3
+    # Fresh optimizers: at most this stage's three frame updates (the previous-frame branch skips frame 0).
+    assert max(int(s["step"]) for s in state["optimizer_G"]["state"].values()) == 3
+
+
+def test_init_from_a_missing_checkpoint_is_one_line(dancers, tmp_path):
+    with pytest.raises(vid2vid.checkpoint.CheckpointError, match="cannot start from this checkpoint"):
+        train(tiny_train_config(dancers, run={"init_from": str(tmp_path / "nowhere")}), tmp_path / "run",
+              progress=False)
+
+
+def test_blur_feedback_is_a_gaussian_of_a_drawn_sigma_per_sample():
+    """schedule.feedback_blur: each fed-back frame is blurred by a normalised Gaussian of sigma = U(0, max) per
+    sample, drawn from torch's generator: a point of light spreads into exp(-d^2 / 2 sigma^2) / Z along rows and
+    columns, its total kept; 0 returns the frames untouched."""
+    from vid2vid.train import blur_feedback
+    frames = torch.zeros(2, 3, 21, 21)
+    frames[:, :, 10, 10] = 1.0
+    assert blur_feedback(frames, 0.0) is frames
+    torch.manual_seed(3)
+    sigma = torch.rand(2) * 1.5
+    torch.manual_seed(3)
+    blurred = blur_feedback(frames, 1.5)
+    for i in range(2):
+        d = torch.arange(-5, 6, dtype=torch.float32)
+        g = torch.exp(-d ** 2 / (2 * sigma[i] ** 2))
+        g = g / g.sum()
+        expected = torch.zeros(21, 21)
+        expected[5:16, 5:16] = g[:, None] * g[None, :]
+        for c in range(3):
+            assert torch.allclose(blurred[i, c], expected, atol=1e-6)
+    assert torch.allclose(blurred.sum((2, 3)), torch.ones(2, 3), atol=1e-5)
+
+
+def test_train_clip_feeds_back_the_blurred_frame_and_judges_the_one_made(dancers, monkeypatch):
+    """The history (what the next frame warps) gets the blurred frame; the temporal D's window, the frame made."""
+    import vid2vid.train as train_module
+    from vid2vid.training.nets import build_nets
+
+    cfg = tiny_train_config(dancers, schedule={"iterations": 1, "batch_size": 2, "feedback_blur": 1.0})
+    nets = build_nets(cfg, torch.device("cpu"), None, 1)
+    batch = next(iter(torch.utils.data.DataLoader(VideoClips(dancers, cfg.data), batch_size=2)))
+    fed, judged = [], []
+    real_step = train_module.step
+
+    def spy(generator, label, history, refs=None):
+        fed.append([image.clone() for image in history.images])
+        return real_step(generator, label, history, refs)
+    real_update = train_module.update_discriminators
+
+    def spy_d(nets, batch, t, out, past, *args):
+        judged.append([p.clone() for p in past])
+        return real_update(nets, batch, t, out, past, *args)
+    monkeypatch.setattr(train_module, "step", spy)
+    monkeypatch.setattr(train_module, "update_discriminators", spy_d)
+    train_module.train_clip(nets, batch, cfg)
+    made = judged[-1]  # the frames as generated, before the last
+    assert len(made) == 2 and len(fed[1]) == 1
+    assert not torch.allclose(fed[1][0], made[0])  # the previous frame fed back is not the one made ...
+    assert torch.allclose(fed[1][0].mean(), made[0].mean(), atol=0.02)  # ... but that frame blurred

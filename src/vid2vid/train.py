@@ -12,6 +12,7 @@ data-parallel helpers, checkpoints and the log.
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 import warnings
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -30,7 +32,13 @@ from vid2vid.device import pick_device, pick_precision
 from vid2vid.files import refuse_overlap
 from vid2vid.step import References, is_few_shot, new_history, step
 from vid2vid.training import TrainingError
-from vid2vid.training.checkpoints import latest_checkpoint, load_checkpoint, prepare_run_dir, save_checkpoint
+from vid2vid.training.checkpoints import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    prepare_run_dir,
+    save_checkpoint,
+)
 from vid2vid.training.config import TrainConfig, clip_length_at, load_train_config, lr_factor, size_at
 from vid2vid.training.distributed import ClipIndices, Distributed, all_agree, broadcast_parameters, init_distributed
 from vid2vid.training.frame_step import update_discriminators, update_generator
@@ -105,6 +113,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
         last_checkpoint = latest_checkpoint(run_dir)
         if last_checkpoint is not None:
             start = load_checkpoint(last_checkpoint, nets)
+    if last_checkpoint is None and cfg.run.init_from:
+        load_weights(Path(cfg.run.init_from), nets)
     if ranks.world > 1:
         for model in (nets.G, nets.D, nets.average.averaged):
             broadcast_parameters(model)
@@ -202,8 +212,26 @@ def train_clip(nets: Nets, batch: dict, cfg: TrainConfig, iteration: int = 0,
         record.add({**d_terms, **g_terms}, out)
         frame = out.fake_images.detach()
         past.append(frame)
-        history.push(labels[:, t], frame)
+        history.push(labels[:, t], blur_feedback(frame, cfg.schedule.feedback_blur))
     return record
+
+
+def blur_feedback(frames: torch.Tensor, max_sigma: float) -> torch.Tensor:
+    """(B, 3, H, W) frames each blurred by a Gaussian of sigma drawn uniformly from [0, max_sigma] pixels
+    (torch's generator, seeded per iteration), borders replicated; the frames themselves where max_sigma is 0."""
+    if max_sigma <= 0:
+        return frames
+    sigma = torch.rand(frames.shape[0], device=frames.device) * max_sigma  # (B,)
+    radius = max(1, math.ceil(3 * max_sigma))
+    offsets = torch.arange(-radius, radius + 1, device=frames.device, dtype=frames.dtype)
+    kernel = torch.exp(-offsets[None] ** 2 / (2 * sigma[:, None].clamp_min(1e-3) ** 2))  # (B, 2r+1)
+    kernel = kernel / kernel.sum(1, keepdim=True)
+    b, c, h, w = frames.shape
+    x = F.pad(frames.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="replicate")
+    per_channel = kernel.repeat_interleave(c, 0)  # (B*C, 2r+1): one kernel per sample, over its channels
+    x = F.conv2d(x, per_channel[:, None, None, :], groups=b * c)  # along rows
+    x = F.conv2d(x, per_channel[:, None, :, None], groups=b * c)  # along columns
+    return x.reshape(b, c, h, w)
 
 
 def references_at(seed: int, iteration: int, data) -> int:

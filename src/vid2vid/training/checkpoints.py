@@ -81,6 +81,18 @@ def load_checkpoint(folder: Path, nets: Nets) -> int:
     return int(state["iteration"])
 
 
+def load_weights(folder: Path, nets: Nets) -> None:
+    """Start from a training checkpoint's networks (generator, its average, discriminators), not its optimizers,
+    iteration or random state: the next stage of a recipe trains on from them under its own schedule."""
+    try:
+        load_model(nets.G, str(folder / "generator.safetensors"))
+        load_model(nets.average.averaged, str(folder / "model.safetensors"))
+        if nets.D is not None:
+            load_model(nets.D, str(folder / "discriminators.safetensors"))
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{folder}: cannot start from this checkpoint ({first_line(exc)})") from None
+
+
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> bool:
     """Check (resume) or start the run folder; True when this call started it."""
     config_file = run_dir / "config.yaml"

@@ -72,6 +72,12 @@ class ScheduleConfig(Settings):
     max_clip_length: int | None = None  # the clip length doubles from data.clip_length up to this
     double_clip_every: int = 0  # iterations between doublings (0: never)
     size_stages: list = field(default_factory=list)  # [[first_iteration, height, width], ...]: growing resolution
+    # Each frame fed back as the previous output is blurred by a Gaussian of sigma drawn per sample from
+    # [0, feedback_blur] pixels (0: as generated). Rendering a long video warps its own output again and again,
+    # and every bilinear warp blurs; clips of a few frames never show that, so a model learns to copy the warped
+    # previous frame (its occlusion mask near 0) and melts a real face within a second. A blurred previous
+    # frame makes it take detail from the warped reference instead. The temporal D still sees the frames as made.
+    feedback_blur: float = 0.0
 
 
 @dataclass
@@ -87,6 +93,9 @@ class RunConfig(Settings):
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     time_limit_minutes: float | None = None  # stop (with a checkpoint) once this much time has passed
+    # A training checkpoint folder (run/checkpoints/N) whose generator, average and discriminators start this run
+    # at iteration 0 with fresh optimizers: a second stage of a recipe (a resumed run's own checkpoint wins).
+    init_from: str | None = None
 
 
 @dataclass
