@@ -150,3 +150,34 @@ def test_a_model_trained_in_stages_ships_every_stages_recipe_and_log(tiny_run, t
     provenance = json.loads((folder / "PROVENANCE.json").read_text())
     assert provenance["iterations"] == 4
     assert [s["recipe"] for s in provenance["stages"]] == ["pretrained_dancers_cpu", "pretrained_faces_cpu"]
+
+
+def test_build_trains_each_stage_from_the_last_ones_checkpoint(tmp_path, monkeypatch):
+    """pretrained.build on a two-stage model: stage 2 starts from stage 1's last checkpoint (its run's config says
+    so), and the shipped folder holds stage 2's average with both logs and recipes."""
+    import dataclasses
+
+    import yaml
+
+    from .conftest import tiny_train_config
+
+    monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "shipped")
+    recipes = []
+    for stage, clip in ((1, 2), (2, 3)):
+        values = tiny_train_config(tmp_path / "unused", data={"clip_length": clip},
+                                   schedule={"iterations": 2, "batch_size": 1}).to_dict()
+        recipes.append(tmp_path / f"stage{stage}.yaml")
+        recipes[-1].write_text(yaml.safe_dump(values))
+    spec = dataclasses.replace(pretrained.MODELS["dancers_cpu"], recipe=str(recipes[0]), stages=(str(recipes[1]),),
+                               sequences=2, frames=8, size=(32, 32))
+    monkeypatch.setitem(pretrained.MODELS, "dancers_cpu", spec)
+    folder = pretrained.build(tmp_path / "work")
+    stage2 = yaml.safe_load((tmp_path / "work" / "run_stage2" / "config.yaml").read_text())
+    assert stage2["run"]["init_from"] == str(tmp_path / "work" / "run" / "checkpoints" / "00000002")
+    assert stage2["data"]["clip_length"] == 3
+    provenance = json.loads((folder / "PROVENANCE.json").read_text())
+    assert [s["iterations"] for s in provenance["stages"]] == [2, 2] and provenance["iterations"] == 4
+    shipped = load_generator(folder)
+    last = load_generator(tmp_path / "work" / "run_stage2")
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), last.state_dict().values(),
+                                                 strict=True))
