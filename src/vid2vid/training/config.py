@@ -25,6 +25,11 @@ class LossConfig(Settings):
     gan_mode: str = "hinge"
     vgg19_weights: str | None = None  # torchvision-format VGG19; None: the torch hub cache, else no perceptual loss
     perceptual_scales: int = 3
+    # Train the raw (hallucinated) image on its own, as NVIDIA vid2vid trains its h_t and imaginaire its
+    # generate_raw_output image: the image D's GAN and feature-matching terms, perceptual and L1, at the final
+    # image's weights, on the foreground (pose data: the dilated DensePose body); the image D learns from it too.
+    # Off: the raw image learns only through the occlusion mask's share of the final image.
+    raw_output: bool = False
 
 
 @dataclass
@@ -122,7 +127,10 @@ class TrainConfig(Settings):
         data = DataConfig.from_dict(values.pop("data"))
         cfg = cls(model=values.pop("model"), data_root=str(values.pop("data_root", "")), data=data)
         cfg = cfg.updated(values)
-        cfg.generator_config()  # fail now on bad generator settings
+        gen = cfg.generator_config()  # fail now on bad generator settings
+        if cfg.loss.raw_output and gen.temporal_combine != "linear" and not getattr(gen, "generate_raw_output", False):
+            raise ValueError("loss.raw_output needs a generator that makes a raw image: generator.temporal_combine "
+                             "linear, or (fs_vid2vid) generator.generate_raw_output true")
         return cfg
 
     def generator_config(self):

@@ -54,13 +54,31 @@ def region_boxes(keypoints: torch.Tensor, size: tuple[int, int], kind: str, crop
     return torch.tensor(boxes, dtype=torch.float32), torch.tensor(index)
 
 
+def raw_image(out, cfg: TrainConfig) -> torch.Tensor | None:
+    """The frame's raw (hallucinated) image when loss.raw_output trains it, else None; None also where the
+    raw image is the final one (no warped input on this frame), which the final image's terms already train."""
+    raw = getattr(out, "fake_raw_images", None)
+    if not cfg.loss.raw_output or raw is None or raw is out.fake_images:
+        return None
+    return raw
+
+
+def raw_region(batch: dict, t: int, cfg: TrainConfig) -> torch.Tensor | float:
+    """Where the raw image is judged: pose data's dilated DensePose body (1 for a sample without DensePose),
+    as imaginaire's get_fg_mask; every pixel for other data."""
+    return losses.foreground_mask(batch["labels"][:, t]) if cfg.data.task == "pose" else 1.0
+
+
 def discriminator_terms(D: Discriminators, batch: dict, t: int, fake: torch.Tensor, past: list[torch.Tensor],
-                        ref_idx: torch.Tensor | None, cfg: TrainConfig, for_discriminator: bool) -> dict:
+                        ref_idx: torch.Tensor | None, cfg: TrainConfig, for_discriminator: bool,
+                        raw: torch.Tensor | None = None) -> dict:
     """GAN (and, for G, feature-matching) terms of every D at frame t of the clip.
 
     fake (B, 3, H, W) is frame t as generated (detached by the caller for the D step); past holds the clip's
     earlier generated frames, detached. The reference beside the image (few-shot) is the one the generator
-    picked for this frame. Real features for matching are computed without gradient."""
+    picked for this frame. Real features for matching are computed without gradient. raw (B, 3, H, W), the
+    frame's raw image (detached for the D step), is judged by the image D too, real and raw both cut to
+    raw_region (terms `*_raw`)."""
     mode, real = cfg.loss.gan_mode, batch["images"][:, t]
     terms = {}
 
@@ -86,6 +104,10 @@ def discriminator_terms(D: Discriminators, batch: dict, t: int, fake: torch.Tens
     if D.image is not None:
         judge("image", lambda: D.image(image_input(label, fake, *refs)),
               lambda: D.image(image_input(label, real, *refs)))
+        if raw is not None:
+            region = raw_region(batch, t, cfg)
+            judge("raw", lambda: D.image(image_input(label, raw * region, *refs)),
+                  lambda: D.image(image_input(label, real * region, *refs)))
 
     if D.temporal is not None:
         for scale, window in enumerate(frame_windows(t, cfg)):
@@ -142,6 +164,12 @@ def generator_terms(out, batch: dict, t: int, cfg: TrainConfig, perceptual: loss
                                                     batch["flow_confidence"][:, t])
     if perceptual is not None:
         terms["G/perceptual"] = perceptual(fake, real)
+    raw = raw_image(out, cfg)
+    if raw is not None:
+        region = raw_region(batch, t, cfg)
+        terms["G/l1_raw"] = losses.l1(raw * region, real * region)
+        if perceptual is not None:
+            terms["G/perceptual_raw"] = perceptual(raw * region, real * region)
     weights = cfg.loss.weights
     reference, previous = flow_branches(out, batch, t)
     if (reference is not None or previous is not None) and max(weights.flow, weights.warp, weights.mask) > 0:
@@ -164,7 +192,7 @@ def weighted_total(terms: dict[str, torch.Tensor], weights: losses.LossWeights) 
             return weights.gan
         if kind.startswith("fm_"):
             return weights.feature_matching
-        return getattr(weights, kind)
+        return getattr(weights, kind.removesuffix("_raw"))  # the raw image's terms weigh as the final image's
     return sum(weight(name) * value for name, value in terms.items())
 
 
@@ -174,8 +202,9 @@ def update_discriminators(nets: Nets, batch: dict, t: int, out, past: list[torch
     if nets.opt_D is None:
         return {}
     with nets.autocast():
+        raw = raw_image(out, cfg)
         terms = discriminator_terms(nets.D, batch, t, out.fake_images.detach(), past, reference_index(out), cfg,
-                                    for_discriminator=True)
+                                    for_discriminator=True, raw=None if raw is None else raw.detach())
     # No terms: the only Ds are temporal ones with no window yet, or region ones that found no region here. With
     # data parallel this rank still joins the others' all-reduces, with no gradient of its own.
     if not terms and nets.world == 1:
@@ -200,7 +229,7 @@ def update_generator(nets: Nets, batch: dict, t: int, out, past: list[torch.Tens
         if nets.D is not None:
             nets.D.requires_grad_(False)
             terms = discriminator_terms(nets.D, batch, t, out.fake_images, past, reference_index(out), cfg,
-                                        for_discriminator=False)
+                                        for_discriminator=False, raw=raw_image(out, cfg))
             nets.D.requires_grad_(True)
         terms.update(generator_terms(out, batch, t, cfg, nets.perceptual, past[-1] if past else None))
         terms["G/total"] = weighted_total(terms, cfg.loss.weights)
