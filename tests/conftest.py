@@ -110,3 +110,16 @@ def tiny_train_config(root, **changes) -> TrainConfig:
     for key, value in changes.items():
         values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
     return TrainConfig.from_dict(values)
+
+
+def record_steps(monkeypatch, module) -> list:
+    """Every frame output module.step returns from now on (the test's monkeypatch undoes the spy)."""
+    outs = []
+    real_step = module.step
+
+    def recording_step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        outs.append(out)
+        return out
+    monkeypatch.setattr(module, "step", recording_step)
+    return outs

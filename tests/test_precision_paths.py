@@ -20,7 +20,7 @@ from vid2vid.training.config import make_generator
 from vid2vid.training.distributed import average_gradients
 from vid2vid.training.nets import build_nets
 
-from .conftest import randomize, tiny_train_config
+from .conftest import randomize, record_steps, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +58,7 @@ def test_bf16_training_iteration_is_close_to_fp32_and_warps_exactly(dancers, mon
     cfg = tiny_train_config(dancers, optim={"lr_G": 0.0, "lr_D": 0.0})
     batch = batch_of(cfg)
     nets32, nets16 = _one_clip_in_both_precisions(cfg, batch)
-    outs = []
-    real_step = training.step
-
-    def recording_step(*args):
-        out = real_step(*args)
-        outs.append(out)
-        return out
-
-    monkeypatch.setattr(training, "step", recording_step)
+    outs = record_steps(monkeypatch, training)
     terms32 = train_clip(nets32, batch, cfg).means()
     outs.clear()
     terms16 = train_clip(nets16, batch, cfg).means()

@@ -8,6 +8,7 @@ import torch
 from vid2vid import losses
 from vid2vid.data.writer import write_synthetic
 
+from .conftest import record_steps
 from .test_training_review import batch_of
 
 
@@ -159,17 +160,33 @@ def test_the_shipped_dancer_models_raw_image_draws_the_dancer(tmp_path, monkeypa
                     progress=False)
     write_synthetic("dancers", tmp_path / "held", sequences=1, frames=12, size=(64, 64), first_index=1000,
                     motion_offset=1, progress=False)
-    raws = []
-    real_step = generate_module.step
-
-    def spy(*args, **kwargs):
-        out = real_step(*args, **kwargs)
-        raws.append(to_uint8(out.fake_raw_images[0]))
-        return out
-    monkeypatch.setattr(generate_module, "step", spy)
+    outs = record_steps(monkeypatch, generate_module)
     rendered = render_sequence(model, cfg, tmp_path / "held", scan(tmp_path / "held", "pose")[0], 1,
                                tmp_path / "refs", torch.device("cpu"))
+    raws = [to_uint8(out.fake_raw_images[0]) for out in outs]
     assert len(raws) == len(rendered.truths) == 12
     error = np.mean([np.abs(raw / 255.0 - truth / 255.0).mean()
                      for raw, truth in zip(raws, rendered.truths, strict=True)])
     assert error < 0.15, error
+
+
+def test_raw_terms_under_bf16_autocast_match_fp32(dancers):
+    """CPU stand-in for the GPU's bf16 path: one clip from the same weights (rates 0) in fp32 and under bf16
+    autocast gives the raw image's terms within 3 bf16 epsilons relative (one absolute near 0), as every other
+    term (tests/test_precision_paths.py)."""
+    from vid2vid.train import train_clip
+
+    from .test_precision_paths import _one_clip_in_both_precisions
+
+    cfg = tiny(dancers, loss={"raw_output": True, "weights": {"perceptual": 0, "l1": 30}},
+               optim={"lr_G": 0.0, "lr_D": 0.0})
+    batch = batch_of(cfg)
+    nets32, nets16 = _one_clip_in_both_precisions(cfg, batch)
+    terms32 = train_clip(nets32, batch, cfg).means()
+    terms16 = train_clip(nets16, batch, cfg).means()
+    raw_terms = [name for name in terms32 if "_raw" in name]
+    assert {"G/l1_raw", "G/gan_raw", "G/fm_raw", "D_raw/real", "D_raw/fake"} <= set(raw_terms)
+    assert any(terms16[name] != terms32[name] for name in raw_terms), "bf16 autocast did not run"
+    eps = torch.finfo(torch.bfloat16).eps
+    for name in raw_terms:
+        assert abs(terms16[name] - terms32[name]) <= max(3 * eps * abs(terms32[name]), eps), name
