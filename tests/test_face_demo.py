@@ -71,7 +71,7 @@ def test_the_driving_face_takes_the_reference_face_proportions_and_generate_draw
                  labels_output=tmp_path / f"{mode}_labels.mp4", face_proportions=mode)
         labels[mode] = np.stack(list(read_video(tmp_path / f"{mode}_labels.mp4"))).astype(int)
     assert np.abs(labels["reference"] - labels["driving"]).mean() > 1  # a different face was drawn
-    with pytest.raises(ValueError, match="face_proportions must be one of reference, driving"):
+    with pytest.raises(ValueError, match="face_proportions must be one of reference, relative, driving"):
         generate(checkpoint, root / "heldout", tmp_path / "x.mp4", [reference], face_proportions="mine")
 
 

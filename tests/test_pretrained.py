@@ -154,7 +154,7 @@ def test_a_model_trained_in_stages_ships_every_stages_recipe_and_log(tiny_run, t
 
 def test_build_trains_each_stage_from_the_last_ones_checkpoint(tmp_path, monkeypatch):
     """pretrained.build on a two-stage model: stage 2 starts from stage 1's last checkpoint (its run's config says
-    so), and the shipped folder holds stage 2's average with both logs and recipes."""
+    so) on the data kind it names, and the shipped folder holds stage 2's average with both logs and recipes."""
     import dataclasses
 
     import yaml
@@ -169,12 +169,15 @@ def test_build_trains_each_stage_from_the_last_ones_checkpoint(tmp_path, monkeyp
         recipes.append(tmp_path / f"stage{stage}.yaml")
         recipes[-1].write_text(yaml.safe_dump(values))
     spec = dataclasses.replace(pretrained.MODELS["dancers_cpu"], recipe=str(recipes[0]), stages=(str(recipes[1]),),
-                               sequences=2, frames=8, size=(32, 32))
+                               stage_kinds=("turning",), sequences=2, frames=8, size=(32, 32))
     monkeypatch.setitem(pretrained.MODELS, "dancers_cpu", spec)
     folder = pretrained.build(tmp_path / "work")
     stage2 = yaml.safe_load((tmp_path / "work" / "run_stage2" / "config.yaml").read_text())
     assert stage2["run"]["init_from"] == str(tmp_path / "work" / "run" / "checkpoints" / "00000002")
     assert stage2["data"]["clip_length"] == 3
+    # Stage 2 trains on data of its own kind, written beside stage 1's.
+    assert stage2["data_root"] == str(tmp_path / "work" / "data_turning")
+    assert json.loads((tmp_path / "work" / "data_turning" / "vid2vid-data.json").read_text())["kind"] == "turning"
     provenance = json.loads((folder / "PROVENANCE.json").read_text())
     assert [s["iterations"] for s in provenance["stages"]] == [2, 2] and provenance["iterations"] == 4
     shipped = load_generator(folder)

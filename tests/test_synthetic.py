@@ -56,7 +56,7 @@ def test_shapes_and_dtypes(kind):
             assert f.flow.shape == (h, w, 2) and f.flow.dtype == np.float32 and np.isfinite(f.flow).all()
             assert f.flow_valid.shape == (h, w) and f.flow_valid.dtype == bool
         assert (f.people is not None) == (kind in ("dancers", "turning", "photo"))
-        assert (f.landmarks is not None) == (kind in ("faces", "face_photo"))
+        assert (f.landmarks is not None) == (kind in ("faces", "face_photo", "face_talk"))
         assert (f.seg is not None) == (kind == "street")
         if f.people is not None:
             p = f.people[0]
@@ -312,7 +312,8 @@ def _warp(image, flow):
 # photo 29: a real backdrop with little blur and no noise (blur and noise are what separate the others from exact).
 FLOW_CASES = {"dancers": (2, (160, 160)), "faces": (2, (192, 192)), "street": (2, (128, 128)),
               "turning": (2, (160, 160)), "photo": (29, (160, 160)),
-              "face_photo": (122, (192, 192))}  # a real backdrop, little blur and noise
+              "face_photo": (122, (192, 192)),  # a real backdrop, little blur and noise
+              "face_talk": (3, (192, 192))}  # the head turns in depth: homographies
 
 
 def _noise(kind: str, index: int) -> float:

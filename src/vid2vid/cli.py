@@ -203,7 +203,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
                           finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
                           finetune_adversarial=args.finetune_adversarial, finetune_augment=args.finetune_augment,
                           seed=args.seed, reference_backdrop=args.reference_backdrop,
-                          face_proportions=args.face_proportions)
+                          face_proportions=args.face_proportions, feedback=not args.no_feedback)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -356,9 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--reference-backdrop", choices=["photo", "plain"], default="plain",
                      help="pose, a loose reference photo: its person on a plain wall of its backdrop's colour, as "
                           "the built-in dancers stand (default; MediaPipe's person segmentation), or the photo as is")
-    gen.add_argument("--face-proportions", choices=["reference", "driving"], default="reference",
+    gen.add_argument("--face-proportions", choices=["reference", "relative", "driving"], default="reference",
                      help="few-shot face: the driving landmarks given the reference face's proportions, as "
-                          "imaginaire's face test does (default), or the driver's own")
+                          "imaginaire's face test does (default), the reference's own landmarks moved as the "
+                          "driver's move from the first frame (relative), or the driver's own")
+    gen.add_argument("--no-feedback", action="store_true",
+                     help="few-shot: make every frame from the references alone, not from the previous output "
+                          "(keeps a real photo's face from blurring over a long video; less smoothing)")
     gen.add_argument("--seed", type=seed_int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -462,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_detector_models)
 
     synth = sub.add_parser("synth", help="write a built-in procedural dataset with exact ground truth")
-    synth.add_argument("kind", choices=["dancers", "street", "faces", "turning", "photo", "face_photo"])
+    synth.add_argument("kind", choices=["dancers", "street", "faces", "turning", "photo", "face_photo",
+                                                  "face_talk"])
     synth.add_argument("output", metavar="OUT", help="dataset folder to write")
     synth.add_argument("--sequences", type=positive_int, default=8, help="number of sequences (each its own identity)")
     synth.add_argument("--frames", type=positive_int, default=32, help="frames per sequence")

@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="also render after fine-tuning on the photo for this many steps (0: not)")
     parser.add_argument("--max-frames", type=int, help="drive with only the first N frames of carphone")
     parser.add_argument("--no-identity", action="store_true", help="skip dlib's identity score")
+    parser.add_argument("--feedback", action="store_true",
+                        help="feed each output back as the previous frame, as training does (default: every frame "
+                             "from the photo alone, which keeps her face: docs/RESULTS.md, study 9, run 3)")
+    parser.add_argument("--face-proportions", choices=["reference", "relative"], default="reference",
+                        help="the driving landmarks on her proportions (imaginaire's face test) or her own "
+                             "landmarks moved as the driver's move (relative)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
             locations = reference_locations([photo], "face", work)
             refs = load_references(locations, cfg)
             clips = VideoClips(root, cfg)
-            driving = frame_driving(clips, sequence, driving_face_landmarks(sequence, locations[0], args.max_frames))
+            fed = driving_face_landmarks(sequence, locations[0], args.max_frames, args.face_proportions)
+            driving = frame_driving(clips, sequence, fed)
         report, runs = render_and_score(checkpoint, model, refs, driving, args, device)
     except (CheckpointError, DataError, MissingExtra, OSError, ValueError) as exc:
         sys.exit(f"demo-face: {exc}")
@@ -199,7 +206,8 @@ def render_and_score(checkpoint: Path, model, refs, driving: Driving, args, devi
         for steps in tunings:
             tuned = model if not steps else finetune_checkpoint_model(checkpoint, model, refs, steps).model
             key = f"finetune={steps}" if steps else "as given"
-            runs[key] = [r for r, _ in generate_frames(tuned, iter(driving.items), refs, device)]
+            frames = generate_frames(tuned, iter(driving.items), refs, device, feed_back=args.feedback)
+            runs[key] = [r for r, _ in frames]
             scores[key] = score(runs[key], driving, finder, identity, reference_descriptor, driver_descriptors,
                                 floor)
     return {**scores, "shown": list(runs)[-1], "frames": len(driving.items),

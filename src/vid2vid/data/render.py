@@ -541,6 +541,31 @@ def normalize_face_landmarks(landmarks: np.ndarray, reference: np.ndarray, momen
     return out
 
 
+def relative_face_landmarks(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The reference face moved as the driving face moves from its first frame (FOMM's "relative" motion transfer).
+
+    landmarks (T, 68, 2) and reference (68, 2), each in its own file's pixels -> (T, 68, 2) in the driving file's
+    pixels: the reference's landmarks scaled to the driving face's width and centred on it, as they lie on the
+    first frame, plus each frame's motion from the first (landmarks[t] - landmarks[0]). Frame 0 is the reference's
+    own face shape, so a model need not reshape it into the driver's; the driver's first frame should hold a face
+    at rest, roughly as the reference holds it. Points at x == 0 (missing) in frame t or in frame 0 do not move.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2) or reference.shape != (68, 2):
+        raise ValueError(f"expected (T, 68, 2) landmarks and a (68, 2) reference, got {landmarks.shape}, "
+                         f"{reference.shape}")
+    first = landmarks[0]
+    seen = first[:, 0] != 0
+    if seen.sum() < 2:
+        raise ValueError("the driving face's first frame has fewer than 2 landmarks")
+    scale = np.ptp(first[seen, 0]) / max(np.ptp(reference[seen, 0]), 1e-6)
+    at_rest = (reference - reference[seen].mean(axis=0)) * scale + first[seen].mean(axis=0)
+    present = (landmarks[..., 0] != 0) & seen[None]
+    motion = np.where(present[..., None], landmarks - first[None], 0.0)
+    return at_rest[None] + motion
+
+
 def smooth_face_landmarks(landmarks: np.ndarray, kernel_size: int = 5) -> np.ndarray:
     """imaginaire's temporal median filter of test-time landmarks: (T, 68, 2) -> (T, 68, 2).
 

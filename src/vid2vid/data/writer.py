@@ -57,7 +57,7 @@ class DatasetWriter:
 
 
 SYNTHETIC_TASKS = {"dancers": "pose", "street": "street", "faces": "face", "turning": "pose", "photo": "pose",
-                   "face_photo": "face"}
+                   "face_photo": "face", "face_talk": "face"}
 
 
 def write_synthetic(kind: str, root: str | Path, *, sequences: int, frames: int, size: tuple[int, int],

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-KINDS = ("dancers", "street", "faces", "turning", "photo", "face_photo")  # appended: a kind's index seeds its streams
+# Appended, never reordered: a kind's index seeds its streams.
+KINDS = ("dancers", "street", "faces", "turning", "photo", "face_photo", "face_talk")
 
 FPS = 30.0  # frames per second the motions are designed for
 

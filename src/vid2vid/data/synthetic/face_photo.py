@@ -56,8 +56,8 @@ def face_photo_identity(rng: np.random.Generator, portrait: PortraitIdentity) ->
 
 class _FacePhotoScene(_PortraitScene):
     def __init__(self, look: FacePhotoLook, rng: np.random.Generator, size: tuple[int, int],
-                 noise_rng: np.random.Generator):
-        super().__init__(look.portrait, rng, size)
+                 noise_rng: np.random.Generator, turns_in_depth: bool = False):
+        super().__init__(look.portrait, rng, size, turns_in_depth)
         height, width = size
         self.look = look
         self.noise_rng = noise_rng
@@ -78,5 +78,6 @@ class _FacePhotoScene(_PortraitScene):
 
 
 def face_photo_scene(look: FacePhotoLook, motion_rng: np.random.Generator, size: tuple[int, int], seed: int,
-                     index: int) -> _FacePhotoScene:
-    return _FacePhotoScene(look, motion_rng, size, _rng(seed, "face_photo", index, NOISE_STREAM))
+                     index: int, turns_in_depth: bool = False) -> _FacePhotoScene:
+    """Kind "face_photo"'s scene, or with turns_in_depth kind "face_talk"'s (the same look, a wider talk)."""
+    return _FacePhotoScene(look, motion_rng, size, _rng(seed, "face_photo", index, NOISE_STREAM), turns_in_depth)

