@@ -84,3 +84,15 @@ def test_without_feedback_every_frame_is_made_as_the_first(tmp_path):
                                            feed_back=False)]
     assert all(np.array_equal(a, b) for a, b in zip(alone, unfed, strict=True))
     assert np.array_equal(fed[0], alone[0]) and not np.array_equal(fed[2], alone[2])  # feedback changes frame 2
+
+
+def test_serve_renders_a_few_shot_face_model_without_feedback_as_the_demo_does():
+    from types import SimpleNamespace
+
+    from vid2vid.serve.jobs import ServedModel
+
+    def feedback(few_shot, task):
+        return ServedModel.feedback.fget(SimpleNamespace(few_shot=few_shot, data=SimpleNamespace(task=task)))
+
+    assert not feedback(True, "face")
+    assert feedback(True, "pose") and feedback(False, "face")

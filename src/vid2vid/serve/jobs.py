@@ -132,6 +132,12 @@ class ServedModel:
     def few_shot(self) -> bool:
         return is_few_shot(self.model)
 
+    @property
+    def feedback(self) -> bool:
+        """Whether each output is fed back as the previous frame: not for few-shot face models, which render every
+        frame from the photo as `make demo-face` does (fed back, a real face smears: docs/RESULTS.md, study 9)."""
+        return not (self.few_shot and self.data.task == "face")
+
     def sizes(self, limits: Limits) -> list[tuple[int, int]]:
         """The output sizes offered: the trained size, halved and doubled where the model and limits allow."""
         height, width = self.data.size
@@ -324,7 +330,7 @@ class Worker:
         generate(served.checkpoint, job.driving, job.folder / "result.mp4", references, size=job.size,
                  max_frames=job.frames, device=str(self.device), precision=self.precision, progress=False,
                  model=served.model, labels_output=job.folder / "labels.mp4", on_frame=progress("render"),
-                 finetune_steps=job.finetune, on_finetune=progress("finetune"))
+                 finetune_steps=job.finetune, on_finetune=progress("finetune"), feedback=served.feedback)
 
     def _forget_old(self) -> None:
         with self.lock:
