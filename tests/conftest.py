@@ -123,3 +123,26 @@ def record_steps(monkeypatch, module) -> list:
         return out
     monkeypatch.setattr(module, "step", recording_step)
     return outs
+
+
+def render_shipped_unseen(name: str, kind: str, size: tuple[int, int], tmp_path: Path, monkeypatch):
+    """A shipped few-shot model renders 12 frames of built-in identity 1000 (never trained on) doing another's
+    motion, with K = 1 reference from its own sequence: (every frame output generate's step returned, the
+    evaluate.render_sequence result)."""
+    import vid2vid.generate as generate_module
+    from vid2vid.data.layout import scan
+    from vid2vid.data.writer import write_synthetic
+    from vid2vid.evaluate import render_sequence
+    from vid2vid.generate import data_config_for, load_for_inference
+    from vid2vid.pretrained import shipped_model
+
+    checkpoint = shipped_model(name)
+    model = load_for_inference(checkpoint, torch.device("cpu"))
+    cfg = data_config_for(checkpoint, model, None)
+    write_synthetic(kind, tmp_path / "refs", sequences=1, frames=12, size=size, first_index=1000, progress=False)
+    write_synthetic(kind, tmp_path / "held", sequences=1, frames=12, size=size, first_index=1000, motion_offset=1,
+                    progress=False)
+    outs = record_steps(monkeypatch, generate_module)
+    rendered = render_sequence(model, cfg, tmp_path / "held", scan(tmp_path / "held", cfg.task)[0], 1,
+                               tmp_path / "refs", torch.device("cpu"))
+    return outs, rendered

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_GENERATOR, TINY_PATCH, record_steps
+from tests.conftest import TINY_GENERATOR, TINY_PATCH, render_shipped_unseen
 from tests.test_keypoints import needs_mediapipe
 from vid2vid import face_metrics
 from vid2vid.data import render
@@ -129,23 +129,7 @@ def test_the_shipped_face_model_refreshes_the_face_from_its_reference(tmp_path, 
     instead of only warping its previous output again, which melted a real face within a second: on 12 frames of
     a built-in face it never saw, the previous-frame occlusion mask (the share of the reference-and-raw image)
     averages over 0.1. Stage 1 alone, shipped before, averaged 0.003 here (docs/RESULTS.md, study 9, run 2)."""
-    import torch
-
-    import vid2vid.generate as generate_module
-    from vid2vid.evaluate import render_sequence
-    from vid2vid.generate import data_config_for, load_for_inference
-    from vid2vid.pretrained import shipped_model
-
-    checkpoint = shipped_model("faces_cpu")
-    model = load_for_inference(checkpoint, torch.device("cpu"))
-    cfg = data_config_for(checkpoint, model, None)
-    write_synthetic("face_photo", tmp_path / "refs", sequences=1, frames=12, size=(128, 128), first_index=1000,
-                    progress=False)
-    write_synthetic("face_photo", tmp_path / "held", sequences=1, frames=12, size=(128, 128), first_index=1000,
-                    motion_offset=1, progress=False)
-    outs = record_steps(monkeypatch, generate_module)
-    sequence = scan(tmp_path / "held", "face")[0]
-    render_sequence(model, cfg, tmp_path / "held", sequence, 1, tmp_path / "refs", torch.device("cpu"))
+    outs, _ = render_shipped_unseen("faces_cpu", "face_photo", (128, 128), tmp_path, monkeypatch)
     masks = [float(out.fake_occlusion_masks[1].mean()) for out in outs if out.fake_occlusion_masks[1] is not None]
     assert len(masks) == 11
     assert np.mean(masks) > 0.1

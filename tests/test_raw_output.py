@@ -8,7 +8,7 @@ import torch
 from vid2vid import losses
 from vid2vid.data.writer import write_synthetic
 
-from .conftest import record_steps
+from .conftest import render_shipped_unseen
 from .test_training_review import batch_of
 
 
@@ -147,22 +147,9 @@ def test_the_shipped_dancer_models_raw_image_draws_the_dancer(tmp_path, monkeypa
     (docs/RESULTS.md, study 6, run 4)."""
     import numpy as np
 
-    import vid2vid.generate as generate_module
-    from vid2vid.data.layout import scan
-    from vid2vid.evaluate import render_sequence
-    from vid2vid.generate import data_config_for, load_for_inference, to_uint8
-    from vid2vid.pretrained import shipped_model
+    from vid2vid.generate import to_uint8
 
-    checkpoint = shipped_model("dancers_cpu")
-    model = load_for_inference(checkpoint, torch.device("cpu"))
-    cfg = data_config_for(checkpoint, model, None)
-    write_synthetic("dancers", tmp_path / "refs", sequences=1, frames=12, size=(64, 64), first_index=1000,
-                    progress=False)
-    write_synthetic("dancers", tmp_path / "held", sequences=1, frames=12, size=(64, 64), first_index=1000,
-                    motion_offset=1, progress=False)
-    outs = record_steps(monkeypatch, generate_module)
-    rendered = render_sequence(model, cfg, tmp_path / "held", scan(tmp_path / "held", "pose")[0], 1,
-                               tmp_path / "refs", torch.device("cpu"))
+    outs, rendered = render_shipped_unseen("dancers_cpu", "dancers", (64, 64), tmp_path, monkeypatch)
     raws = [to_uint8(out.fake_raw_images[0]) for out in outs]
     assert len(raws) == len(rendered.truths) == 12
     error = np.mean([np.abs(raw / 255.0 - truth / 255.0).mean()

@@ -4,7 +4,7 @@ Seven kinds: "dancers" (an articulated person with OpenPose BODY_25 + face-70 + 
 (a forward-driving camera in a city street with Cityscapes label ids), "faces" (a talking head with dlib-68
 landmarks), "turning" (the dancers, turning their backs to the camera now and then, the shirt's back a garment
 of its own) and "photo" (the dancers filmed as by a camera in the world: real backdrops and cloth textures, varied
-size and place, shadow, light, blur and noise; see photo.py) "face_photo" (the portraits of "faces" filmed
+size and place, shadow, light, blur and noise; see photo.py), "face_photo" (the portraits of "faces" filmed
 so: see face_photo.py) and "face_talk" (face_photo's looks with a wider talk: the head turns in depth, left and
 right and up and down, and the mouth opens wider; see faces.py). A sequence is a pure function of (kind, index,
 seed): its appearance ("identity") comes from one random stream and its motion from another, so any identity
