@@ -12,6 +12,8 @@ from vid2vid.data.synthetic import faces
 from vid2vid.data.synthetic.common import _apply
 from vid2vid.face_metrics import inter_ocular
 
+from .conftest import TINY_GENERATOR
+
 SIZE = (64, 64)
 
 
@@ -71,8 +73,6 @@ def test_without_feedback_every_frame_is_made_as_the_first(tmp_path):
     from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
     from vid2vid.step import References
 
-    from .conftest import TINY_GENERATOR
-
     torch.manual_seed(0)
     model = FewShotGenerator(FewShotConfig(**TINY_GENERATOR)).eval()
     c = model.cfg.label_channels
@@ -86,13 +86,30 @@ def test_without_feedback_every_frame_is_made_as_the_first(tmp_path):
     assert np.array_equal(fed[0], alone[0]) and not np.array_equal(fed[2], alone[2])  # feedback changes frame 2
 
 
-def test_serve_renders_a_few_shot_face_model_without_feedback_as_the_demo_does():
+def test_few_shot_face_models_render_without_feedback_in_generate_serve_and_live():
+    """One rule (step.feeds_back) for generate's default, serve and live: a few-shot face model makes every frame
+    from the references; a few-shot pose model and a vid2vid face model feed their outputs back."""
     from types import SimpleNamespace
 
+    from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+    from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
     from vid2vid.serve.jobs import ServedModel
+    from vid2vid.step import feeds_back
 
-    def feedback(few_shot, task):
-        return ServedModel.feedback.fget(SimpleNamespace(few_shot=few_shot, data=SimpleNamespace(task=task)))
+    few_shot = FewShotGenerator(FewShotConfig(**TINY_GENERATOR))
+    vid2vid_model = Vid2VidGenerator(Vid2VidConfig(num_filters=8, max_filters=32))
+    assert not feeds_back(few_shot, "face")
+    assert feeds_back(few_shot, "pose") and feeds_back(vid2vid_model, "face")
+    served = SimpleNamespace(model=few_shot, data=SimpleNamespace(task="face"))
+    assert ServedModel.feedback.fget(served) is False
 
-    assert not feedback(True, "face")
-    assert feedback(True, "pose") and feedback(False, "face")
+
+def test_generate_feeds_back_by_the_models_rule_unless_told():
+    from vid2vid.cli import build_parser
+
+    def feedback(*flags):
+        return build_parser().parse_args(["generate", "--checkpoint", "C", "--driving", "D", "-o", "o.mp4",
+                                          *flags]).feedback
+
+    assert feedback() is None  # generate(feedback=None): step.feeds_back decides
+    assert feedback("--feedback") is True and feedback("--no-feedback") is False

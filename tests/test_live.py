@@ -279,3 +279,32 @@ def test_a_face_model_runs_live_on_a_real_face(tmp_path):
     label = got[0].label
     assert label.shape == (64, 64, 3) and 0.02 < (label.max(axis=2) > 127).mean() < 0.3
     assert len(renderer.history.images) == 1  # fed back: the vid2vid history (num_prev_frames 1)
+
+
+def test_a_few_shot_face_model_renders_live_as_generate_renders_it(tmp_path):
+    """As `generate` renders a few-shot face model: the driving face on the reference's proportions
+    (FaceProportions, frame by frame) and every frame from the references alone, not fed back. Frame for frame
+    equal to generate's stream of the same driving landmarks."""
+    from vid2vid.generate import driving_face_landmarks, reference_locations
+
+    write_synthetic("face_talk", tmp_path / "driving", sequences=1, frames=6, size=(96, 96), first_index=1001,
+                    progress=False)
+    write_synthetic("face_talk", tmp_path / "refs", sequences=1, frames=1, size=(96, 96), first_index=1002,
+                    progress=False)
+    checkpoint = shipped_model("faces_cpu")
+    model = load_for_inference(checkpoint, CPU)
+    cfg = data_config_for(checkpoint, model, None)
+    sequence = scan(tmp_path / "driving", "face")[0]
+    reference = scan(tmp_path / "refs", "face")[0].files["images"][0]
+    refs = references_for([reference], cfg, tmp_path)
+    assert refs.face_landmarks.shape == (1, 1, 68, 2)
+    fed = driving_face_landmarks(sequence, reference_locations([reference], "face", tmp_path)[0], None)
+    stream = VideoClips(tmp_path / "driving", cfg).stream(sequence, landmarks=fed)
+    offline = [image for image, _ in generate_frames(model, stream, refs, CPU, feed_back=False)]
+    renderer = LiveRenderer(for_stream(model), cfg, refs, CPU, labeller=stored_labeller(sequence))
+    assert renderer.feed_back is False
+    live = [renderer(read_image(path)) for path in sequence.files["images"]]
+    assert all(np.array_equal(frame.result, image) for frame, image in zip(live, offline, strict=True))
+    own = [image for image, _ in generate_frames(model, VideoClips(tmp_path / "driving", cfg).stream(sequence), refs,
+                                                 CPU, feed_back=False)]
+    assert not all(np.array_equal(a, b) for a, b in zip(own, offline, strict=True))  # the proportions tell

@@ -27,7 +27,7 @@ from vid2vid.training.config import (
 )
 from vid2vid.training.nets import init_weights
 
-from .conftest import tiny_train_config
+from .conftest import TINY_GENERATOR, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +257,30 @@ def test_init_from_a_missing_checkpoint_is_one_line(dancers, tmp_path):
     with pytest.raises(vid2vid.checkpoint.CheckpointError, match="cannot start from this checkpoint"):
         train(tiny_train_config(dancers, run={"init_from": str(tmp_path / "nowhere")}), tmp_path / "run",
               progress=False)
+
+
+def test_init_from_an_exported_model_trains_on_without_spectral_norm(dancers, tmp_path):
+    """A generator with spectral norm off starts from the averaged generator's folded weights (a shipped model's
+    folder holds only those): with rates 0 its trained weights are exactly the exported ones, and the
+    discriminators, which the folder lacks, start afresh. With spectral norm on, such a folder is one line."""
+    first = train(tiny_train_config(dancers), tmp_path / "first", progress=False).last_checkpoint
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    for name in ("model.safetensors", "model.json"):
+        (exported / name).write_bytes((first / name).read_bytes())
+    plain = {**TINY_GENERATOR, "spectral_norm": False}
+    frozen = {"lr_G": 0.0, "lr_D": 0.0}
+    second = train(tiny_train_config(dancers, generator=plain, optim=frozen,
+                                     schedule={"iterations": 1, "batch_size": 2},
+                                     run={"init_from": str(exported), "checkpoint_every": 1}),
+                   tmp_path / "second", progress=False).last_checkpoint
+    folded, trained = load_file(str(first / "model.safetensors")), load_file(str(second / "generator.safetensors"))
+    assert set(trained) <= set(folded) and all(torch.equal(trained[k], folded[k]) for k in trained)
+    fresh = load_file(str(second / "discriminators.safetensors"))
+    stage1 = load_file(str(first / "discriminators.safetensors"))
+    assert not all(torch.equal(fresh[k], stage1[k]) for k in fresh if not k.endswith(("._u", "._v")))
+    with pytest.raises(vid2vid.checkpoint.CheckpointError, match="spectral_norm false"):
+        train(tiny_train_config(dancers, run={"init_from": str(exported)}), tmp_path / "third", progress=False)
 
 
 def test_blur_feedback_is_a_gaussian_of_a_drawn_sigma_per_sample():

@@ -203,7 +203,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
                           finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
                           finetune_adversarial=args.finetune_adversarial, finetune_augment=args.finetune_augment,
                           seed=args.seed, reference_backdrop=args.reference_backdrop,
-                          face_proportions=args.face_proportions, feedback=not args.no_feedback)
+                          face_proportions=args.face_proportions, feedback=args.feedback)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -360,9 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="few-shot face: the driving landmarks given the reference face's proportions, as "
                           "imaginaire's face test does (default), the reference's own landmarks moved as the "
                           "driver's move from the first frame (relative), or the driver's own")
-    gen.add_argument("--no-feedback", action="store_true",
-                     help="few-shot: make every frame from the references alone, not from the previous output "
-                          "(keeps a real photo's face from blurring over a long video; less smoothing)")
+    feedback = gen.add_mutually_exclusive_group()
+    feedback.add_argument("--no-feedback", dest="feedback", action="store_false", default=None,
+                          help="few-shot: make every frame from the references alone, not from the previous output "
+                               "(keeps a real photo's face from blurring over a long video; less smoothing); the "
+                               "default for few-shot face models")
+    feedback.add_argument("--feedback", dest="feedback", action="store_true",
+                          help="feed each output back as the previous frame, as training does (the default but for "
+                               "few-shot face models)")
     gen.add_argument("--seed", type=seed_int, default=0, help="random seed of --finetune")
     gen.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -30,7 +30,7 @@ from vid2vid.device import pick_device, pick_precision
 from vid2vid.files import refuse_overlap
 from vid2vid.nn.blocks import fold_spectral_norm
 from vid2vid.pictures import label_picture
-from vid2vid.step import References, is_few_shot, new_history, size_multiple, step
+from vid2vid.step import References, feeds_back, is_few_shot, new_history, size_multiple, step
 
 LABEL_SUBJECT = {"pose": "person", "face": "face"}  # what a task's detector looks for
 
@@ -186,18 +186,22 @@ def references_for(paths: list[str | Path], cfg: DataConfig, workdir: Path, back
 
 
 def load_references(locations, cfg: DataConfig) -> References:
-    labels, images, keypoints = [], [], []
+    labels, images, keypoints, landmarks = [], [], [], []
     for root, name, frame in locations:
         sequence = next((s for s in scan(root, cfg.task) if s.name == name), None)
         if sequence is None or frame not in sequence.frames:
             raise DataError(f"{root}: no frame {name}/{frame} in this dataset")
         clips = VideoClips(root, cfg)
-        ref_labels, ref_images, ref_keypoints = clips.references(sequence, [sequence.frames.index(frame)])
+        index = sequence.frames.index(frame)
+        ref_labels, ref_images, ref_keypoints = clips.references(sequence, [index])
         labels.append(ref_labels)
         images.append(ref_images)
         keypoints.append(ref_keypoints)
+        if cfg.task == "face":
+            landmarks.append(render.read_landmarks_json(sequence.files["dlib68"][index]))
     points = torch.cat(keypoints)[None] if all(k is not None for k in keypoints) else None
-    return References(torch.cat(labels)[None], torch.cat(images)[None], points)
+    return References(torch.cat(labels)[None], torch.cat(images)[None], points,
+                      np.stack(landmarks)[None] if landmarks else None)
 
 
 def generate_frames(model, frames: Iterator[dict], refs: References | None, device: torch.device,
@@ -257,7 +261,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              on_frame: Callable[[int, int], None] | None = None, finetune_steps: int = 0,
              finetune_lr: float | None = None, finetune_adversarial: bool = False, finetune_augment: str = "roll",
              seed: int = 0, reference_backdrop: str = "plain", face_proportions: str = "reference",
-             on_finetune: Callable[[int, int], None] | None = None, feedback: bool = True) -> GenerateReport:
+             on_finetune: Callable[[int, int], None] | None = None, feedback: bool | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
     about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
     benchmarks/RESULTS.md). compile_model runs
@@ -276,7 +280,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     take the first reference face's proportions (driving_face_landmarks); "relative": the first reference's own
     landmarks moved as the driver's move; "driving": as detected. feedback off (few-shot models): every frame is
     made as the first is, from the references alone, not from the previous output (steadier identity on a real
-    photo: docs/RESULTS.md, study 9, run 3).
+    photo: docs/RESULTS.md, study 9, run 3); None: off for few-shot face models, on for the others (feeds_back).
     """
     output, driving = Path(output), Path(driving)
     check_output_video(output, overwrite)
@@ -306,8 +310,9 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         raise ValueError(f"--finetune takes a number of steps, 0 or more, got {finetune_steps}")
     if finetune_steps and not is_few_shot(model):
         raise ValueError("--finetune is for few-shot models; this checkpoint is a vid2vid model")
-    if not feedback and not is_few_shot(model):
+    if feedback is False and not is_few_shot(model):
         raise ValueError("--no-feedback is for few-shot models; a vid2vid model makes frames from the one before")
+    feedback = feeds_back(model, cfg.task) if feedback is None else feedback
 
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-generate-")))

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vid2vid.data import DataError
+from vid2vid.data import DataError, render
 from vid2vid.data.datasets import DataConfig, DrivingFramer, Frame, Framing, resize_frame
-from vid2vid.step import References, is_few_shot, new_history, step, unwrap
+from vid2vid.step import References, feeds_back, is_few_shot, new_history, step, unwrap
 
 # Frames in a row without anyone in view after which the next person found is framed afresh, and the outputs fed
 # back are forgotten (someone else may have stepped in, elsewhere in the picture).
@@ -65,7 +65,7 @@ class Labeller:
         self.extract = keypoints.PoseExtractor(tracking=True) if task == "pose" else keypoints.FaceExtractor(True)
 
     def __call__(self, image: np.ndarray) -> Frame | None:
-        from vid2vid.data import keypoints, render
+        from vid2vid.data import keypoints
 
         size = image.shape[:2]
         if self.task == "face":
@@ -93,14 +93,22 @@ class LiveRenderer:
     threads, one frame apart. Each half is for one thread at a time.
 
     model: this stream's own generator (`for_stream` copies a shared one); refs: the few-shot references (None for
-    vid2vid); labeller: a callable image -> Frame | None (default: `Labeller` for the task)."""
+    vid2vid); labeller: a callable image -> Frame | None (default: `Labeller` for the task). As `generate` renders:
+    a few-shot face model gets the camera's face on the first reference's proportions (render.FaceProportions,
+    where the references carry their landmarks) and makes every frame from the references alone; feed_back
+    overrides the second (default: step.feeds_back)."""
 
     def __init__(self, model: torch.nn.Module, cfg: DataConfig, refs: References | None, device: torch.device,
-                 amp_dtype: torch.dtype | None = None, labeller: Callable[[np.ndarray], Frame | None] | None = None):
+                 amp_dtype: torch.dtype | None = None, labeller: Callable[[np.ndarray], Frame | None] | None = None,
+                 feed_back: bool | None = None):
         if is_few_shot(model) and refs is None:
             raise ValueError("a few-shot model needs references to render live")
         self.model, self.device, self.amp_dtype = model, device, amp_dtype
         self.refs = None if refs is None else refs.to(device)
+        self.feed_back = feeds_back(model, cfg.task) if feed_back is None else feed_back
+        self.proportions = None
+        if cfg.task == "face" and refs is not None and refs.face_landmarks is not None:
+            self.proportions = render.FaceProportions(refs.face_landmarks[0, 0])
         self.framing = Framing(cfg)
         self.framer = DrivingFramer(self.framing)
         check_live_task(cfg.task)
@@ -125,8 +133,12 @@ class LiveRenderer:
             fresh = self.missing == REFRAME_AFTER
             if fresh:
                 self.framer.reset()
+                if self.proportions is not None:
+                    self.proportions.reset()
             return Labelled(None, fresh, 1000 * (time.perf_counter() - start))
         self.missing = 0
+        if self.proportions is not None and frame.landmarks is not None:
+            frame.landmarks = self.proportions(frame.landmarks)
         frame = resize_frame(frame, self.framing.scale_for(frame.source_size))
         return Labelled(self.framer(frame)["label"], False, 1000 * (time.perf_counter() - start))
 
@@ -143,7 +155,8 @@ class LiveRenderer:
                                              enabled=self.amp_dtype is not None):
             out = step(self.model, label, self.history, self.refs)
         output = out.fake_images.float()
-        self.history.push(label, output)
+        if self.feed_back:
+            self.history.push(label, output)
         self.last = to_uint8(output[0])
         return LiveFrame(self.last, label_to_uint8(labelled.label), True, labelled.label_ms,
                          1000 * (time.perf_counter() - start))

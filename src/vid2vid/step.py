@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from vid2vid.models.fs_vid2vid import FewShotGenerator, FrameOutput
@@ -20,10 +21,13 @@ class References:
     labels: torch.Tensor  # (B, K, C, H, W)
     images: torch.Tensor  # (B, K, 3, H, W)
     keypoints: torch.Tensor | None = None  # (B, K, 67, 3) pose keypoints in output pixels: fine-tuning's region Ds
+    # (B, K, 68, 2) dlib-68 landmarks of face references, in their files' pixels: the proportions a driving face
+    # is given (render.FaceProportions)
+    face_landmarks: np.ndarray | None = None
 
     def to(self, device: torch.device) -> References:
-        """Labels and images on the device; keypoints stay on the host, where the region boxes are read."""
-        return References(self.labels.to(device), self.images.to(device), self.keypoints)
+        """Labels and images on the device; keypoints and landmarks stay on the host, where they are read."""
+        return References(self.labels.to(device), self.images.to(device), self.keypoints, self.face_landmarks)
 
 
 @dataclass
@@ -49,6 +53,12 @@ def unwrap(generator: torch.nn.Module) -> torch.nn.Module:
 
 def is_few_shot(generator: torch.nn.Module) -> bool:
     return isinstance(unwrap(generator), FewShotGenerator)
+
+
+def feeds_back(generator: torch.nn.Module, task: str) -> bool:
+    """Whether rendering feeds each output back as the previous frame by default: not for few-shot face models,
+    which make every frame from the references (fed back, a real face smears: docs/RESULTS.md, study 9, run 3)."""
+    return not (is_few_shot(generator) and task == "face")
 
 
 def size_multiple(generator: torch.nn.Module) -> int:

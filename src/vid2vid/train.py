@@ -114,7 +114,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, device
         if last_checkpoint is not None:
             start = load_checkpoint(last_checkpoint, nets)
     if last_checkpoint is None and cfg.run.init_from:
-        load_weights(Path(cfg.run.init_from), nets)
+        if not load_weights(Path(cfg.run.init_from), nets) and ranks.main:
+            print(f"{cfg.run.init_from}: no discriminators there: they start afresh")
     if ranks.world > 1:
         for model in (nets.G, nets.D, nets.average.averaged):
             broadcast_parameters(model)

@@ -63,6 +63,9 @@ class DataConfig(Settings):
     # cuts them (render.whole_person_rows), so an upper-body photo is framed at the scale of a whole person in
     # training; the rest of the box is padded (labels with their background).
     whole_person_box: bool = False
+    # face, few-shot: the teacher flow to each reference follows the landmarks on the face (a thin-plate spline
+    # through the 68 correspondences, teacher_flow.landmark_flow) and DIS only around it.
+    landmark_teacher: bool = False
 
     def __post_init__(self):
         if self.task not in ("pose", "face", "street"):
@@ -542,8 +545,14 @@ class VideoClips(Framing, Dataset):
             boxes = self.reference_boxes(ref_frames, ref_labels, augment, face_scale)
             sample["ref_labels"], sample["ref_images"] = self.crop_references(ref_frames, ref_labels, boxes)
             if cfg.teacher_flow:
+                landmarks = None
+                if cfg.landmark_teacher and cfg.task == "face":
+                    landmarks = (torch.stack([landmarks_in_box(f.landmarks, box, cfg.size) for f in frames]),
+                                 torch.stack([landmarks_in_box(f.landmarks, b, cfg.size)
+                                              for f, b in zip(ref_frames, boxes, strict=True)]))
                 sample["ref_flow"], sample["ref_flow_confidence"] = reference_flows(
-                    sample["labels"], sample["images"], sample["ref_labels"], sample["ref_images"], cfg.task)
+                    sample["labels"], sample["images"], sample["ref_labels"], sample["ref_images"], cfg.task,
+                    landmarks)
         return sample
 
     def references(self, sequence: Sequence, indices: list[int]

@@ -504,26 +504,47 @@ def _spread_and_offset(points: np.ndarray, face_center: np.ndarray) -> tuple[flo
 
 
 def normalize_face_landmarks(landmarks: np.ndarray, reference: np.ndarray, momentum: float = 0.9) -> np.ndarray:
-    """Give a driving face the reference face's proportions, frame by frame, as imaginaire's face test does.
-
-    landmarks (T, 68, 2), reference (68, 2) -> (T, 68, 2). For each group, the spread of its points about their
-    centre and the distance of that centre from the chin are rescaled to the reference's, times the ratio of the
-    faces' widths (driving / reference, measured once on the first frame), so the face keeps its size and place.
-    Scales are smoothed over time: s_t = momentum * s_{t-1} + (1 - momentum) * s_new. Points at x == 0 count as
-    missing and stay as they are. Where imaginaire fails (a group missing in some frame, or only some of a group's
-    points missing) we carry the previous scale and move only the points present.
-    """
+    """Give a driving face the reference face's proportions, frame by frame, as imaginaire's face test does
+    (FaceProportions over the frames in order). landmarks (T, 68, 2), reference (68, 2) -> (T, 68, 2)."""
     out = np.array(landmarks, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    if out.ndim != 3 or out.shape[1:] != (68, 2) or reference.shape != (68, 2):
-        raise ValueError(f"expected (T, 68, 2) landmarks and a (68, 2) reference, got {out.shape}, {reference.shape}")
-    reference_center = reference[FACE_CENTER]
-    scales: list[tuple[float, float] | None] = [None] * len(FACE_NORMALIZATION_GROUPS)
-    width_ratio = None
-    for frame in out:
+    if out.ndim != 3 or out.shape[1:] != (68, 2):
+        raise ValueError(f"expected (T, 68, 2) landmarks and a (68, 2) reference, got {out.shape}, "
+                         f"{np.shape(reference)}")
+    proportions = FaceProportions(reference, momentum)
+    return np.stack([proportions(frame) for frame in out]) if len(out) else out
+
+
+class FaceProportions:
+    """A driving face given the reference face's proportions, one frame after another (a video, or a camera).
+
+    For each group, the spread of its points about their centre and the distance of that centre from the chin
+    are rescaled to the reference's, times the ratio of the faces' widths (driving / reference, measured once on
+    the first frame), so the face keeps its size and place. Scales are smoothed over time:
+    s_t = momentum * s_{t-1} + (1 - momentum) * s_new. Points at x == 0 count as missing and stay as they are.
+    Where imaginaire fails (a group missing in some frame, or only some of a group's points missing) we carry the
+    previous scale and move only the points present. `reset()` starts afresh (another face stepped in)."""
+
+    def __init__(self, reference: np.ndarray, momentum: float = 0.9):
+        self.reference = np.asarray(reference, dtype=np.float64)
+        if self.reference.shape != (68, 2):
+            raise ValueError(f"expected a (68, 2) reference, got {self.reference.shape}")
+        self.momentum = momentum
+        self.reset()
+
+    def reset(self) -> None:
+        self.scales: list[tuple[float, float] | None] = [None] * len(FACE_NORMALIZATION_GROUPS)
+        self.width_ratio: float | None = None
+
+    def __call__(self, landmarks: np.ndarray) -> np.ndarray:
+        """(68, 2) driving landmarks -> (68, 2) on the reference's proportions."""
+        frame = np.array(landmarks, dtype=np.float64)
+        if frame.shape != (68, 2):
+            raise ValueError(f"expected (68, 2) landmarks, got {frame.shape}")
+        reference, momentum = self.reference, self.momentum
+        reference_center = reference[FACE_CENTER]
         face_center = frame[FACE_CENTER].copy()
-        if width_ratio is None:
-            width_ratio = np.ptp(frame[:, 0]) / np.ptp(reference[:, 0])
+        if self.width_ratio is None:
+            self.width_ratio = np.ptp(frame[:, 0]) / np.ptp(reference[:, 0])
         for g, group in enumerate(FACE_NORMALIZATION_GROUPS):
             indices = [i for i in group if frame[i, 0] != 0]
             if not indices:
@@ -531,14 +552,14 @@ def normalize_face_landmarks(landmarks: np.ndarray, reference: np.ndarray, momen
             points = frame[indices]
             spread, offset = _spread_and_offset(points, face_center)
             ref_spread, ref_offset = _spread_and_offset(reference[list(group)], reference_center)
-            new = (ref_spread / spread * width_ratio, ref_offset / offset * width_ratio)
-            if scales[g] is not None:
-                new = (scales[g][0] * momentum + new[0] * (1 - momentum),
-                       scales[g][1] * momentum + new[1] * (1 - momentum))
-            scales[g] = new
+            new = (ref_spread / spread * self.width_ratio, ref_offset / offset * self.width_ratio)
+            if self.scales[g] is not None:
+                old = self.scales[g]
+                new = (old[0] * momentum + new[0] * (1 - momentum), old[1] * momentum + new[1] * (1 - momentum))
+            self.scales[g] = new
             center = points.mean(axis=0)
             frame[indices] = (points - center) * new[0] + (center - face_center) * new[1] + face_center
-    return out
+        return frame
 
 
 def relative_face_landmarks(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -61,18 +61,62 @@ def compose(later: np.ndarray, earlier: np.ndarray, later_confidence: np.ndarray
     return flow, later_confidence * earlier_there[..., 2]
 
 
+INNER_LIPS = slice(60, 68)  # dlib-68
+SPLINE_SMOOTHING = 1.0  # thin-plate regulariser, in pixels^2: closed lips put two landmarks on one spot
+
+
+def thin_plate_spline(points: np.ndarray, values: np.ndarray, at: np.ndarray,
+                      smoothing: float = SPLINE_SMOOTHING) -> np.ndarray:
+    """The thin-plate spline through values (N, D) at points (N, 2), read at `at` (M, 2): the affine part plus
+    sum_i w_i U(|p - p_i|), U(r) = r^2 log r^2, with smoothing on the diagonal (Bookstein 1989; Wahba's smoothing
+    spline for a positive smoothing)."""
+    def kernel(a, b):
+        r2 = ((a[:, None] - b[None]) ** 2).sum(-1)
+        return np.where(r2 > 0, r2 * np.log(np.maximum(r2, 1e-12)), 0.0)
+
+    n = len(points)
+    p = np.concatenate([np.ones((n, 1)), points], axis=1)
+    system = np.zeros((n + 3, n + 3))
+    system[:n, :n] = kernel(points, points) + smoothing * np.eye(n)
+    system[:n, n:], system[n:, :n] = p, p.T
+    coefficients = np.linalg.solve(system, np.concatenate([values, np.zeros((3, values.shape[1]))]))
+    return kernel(at, points) @ coefficients[:n] + np.concatenate([np.ones((len(at), 1)), at], 1) @ coefficients[n:]
+
+
+def landmark_flow(target: np.ndarray, reference: np.ndarray, size: tuple[int, int]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward flow (H, W, 2) from a face to a reference face, target(p) ~ reference(p + flow(p)), from their
+    dlib-68 landmarks (68, 2) in output pixels: a thin-plate spline through the landmark correspondences. Also
+    the face (H, W) bool, the target's landmark hull where the flow holds, and the flow's confidence (H, W): 1 on
+    the face but 0 inside the target's inner lips (an open mouth shows what a closed one does not hold)."""
+    h, w = size
+    target, reference = np.asarray(target, np.float64), np.asarray(reference, np.float64)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    flow = thin_plate_spline(target, reference - target, grid).reshape(h, w, 2).astype(np.float32)
+    shift = 4  # sub-pixel vertices for OpenCV's polygon fills
+    face, mouth = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(np.round(target * 2 ** shift).astype(np.int32)), 1, shift=shift)
+    cv2.fillPoly(mouth, [np.round(target[INNER_LIPS] * 2 ** shift).astype(np.int32)], 1, shift=shift)
+    return flow, face > 0, ((face > 0) & (mouth == 0)).astype(np.float32)
+
+
 def to_picture(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) uint8, what DIS reads."""
     return ((image.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
 
 
 def reference_flows(labels: torch.Tensor, images: torch.Tensor, ref_labels: torch.Tensor, ref_images: torch.Tensor,
-                    task: str) -> tuple[torch.Tensor, torch.Tensor]:
+                    task: str, landmarks: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher flow from every frame (labels (T, C, H, W), images (T, 3, H, W) in [-1, 1]) to every reference
     (K, ...): (T, K, 2, H, W) backward, frame(p) ~ reference(p + flow(p)), and its confidence (T, K, 1, H, W).
 
     For pose data with DensePose it reads the DensePose maps, as imaginaire's teacher does (body-surface
-    coordinates match across poses where clothes' colours and lighting may not); otherwise the images."""
+    coordinates match across poses where clothes' colours and lighting may not); otherwise the images. With
+    landmarks (face: the frames' (T, 68, 2) and the references' (K, 68, 2) in output pixels), the flow inside each
+    frame's face is the landmarks' (landmark_flow) and DIS's only around it: DIS loses a face that turns or opens
+    its mouth between two frames far apart, which the landmarks follow."""
     use_densepose = task == "pose" and bool((labels[:, 2] > -1).any()) and bool((ref_labels[:, 2] > -1).any())
 
     def pictures(label, image):
@@ -80,11 +124,22 @@ def reference_flows(labels: torch.Tensor, images: torch.Tensor, ref_labels: torc
 
     references = pictures(ref_labels, ref_images)
     flows, confidences = [], []
-    for target in pictures(labels, images):
+    for t, target in enumerate(pictures(labels, images)):
         pairs = [dis_flow(target, reference) for reference in references]
+        if landmarks is not None:
+            pairs = [inside_face(pair, landmark_flow(landmarks[0][t].numpy(), points.numpy(), target.shape[:2]))
+                     for pair, points in zip(pairs, landmarks[1], strict=True)]
         flows.append(torch.stack([torch.from_numpy(f.transpose(2, 0, 1).copy()) for f, _ in pairs]))
         confidences.append(torch.stack([torch.from_numpy(c)[None] for _, c in pairs]))
     return torch.stack(flows).to(images.device), torch.stack(confidences).to(images.device)
+
+
+def inside_face(outer: tuple[np.ndarray, np.ndarray], face: tuple[np.ndarray, np.ndarray, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The landmarks' flow and confidence on the face (landmark_flow), the outer (DIS) ones elsewhere."""
+    (outer_flow, outer_confidence), (face_flow, on_face, face_confidence) = outer, face
+    return (np.where(on_face[..., None], face_flow, outer_flow),
+            np.where(on_face, face_confidence, outer_confidence).astype(np.float32))
 
 
 def write_flow(path: str | Path, flow: np.ndarray, confidence: np.ndarray) -> None:

@@ -29,7 +29,7 @@ from vid2vid.device import pick_device
 from vid2vid.errors import one_line, shown
 from vid2vid.generate import data_config_for, generate, load_for_inference
 from vid2vid.live import LIVE_TASKS
-from vid2vid.step import is_few_shot, size_multiple, unwrap
+from vid2vid.step import feeds_back, is_few_shot, size_multiple, unwrap
 
 log = logging.getLogger("vid2vid.serve")
 
@@ -134,9 +134,8 @@ class ServedModel:
 
     @property
     def feedback(self) -> bool:
-        """Whether each output is fed back as the previous frame: not for few-shot face models, which render every
-        frame from the photo as `make demo-face` does (fed back, a real face smears: docs/RESULTS.md, study 9)."""
-        return not (self.few_shot and self.data.task == "face")
+        """Whether each output is fed back as the previous frame (step.feeds_back: not for few-shot face models)."""
+        return feeds_back(self.model, self.data.task)
 
     def sizes(self, limits: Limits) -> list[tuple[int, int]]:
         """The output sizes offered: the trained size, halved and doubled where the model and limits allow."""

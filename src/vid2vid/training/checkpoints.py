@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors.torch import load_model, save_model
+from torch.nn.utils import parametrize
 
 from vid2vid.checkpoint import CheckpointError, first_line, read_torch_file, save_generator
 from vid2vid.data.datasets import DataConfig
@@ -81,16 +82,27 @@ def load_checkpoint(folder: Path, nets: Nets) -> int:
     return int(state["iteration"])
 
 
-def load_weights(folder: Path, nets: Nets) -> None:
+def load_weights(folder: Path, nets: Nets) -> bool:
     """Start from a training checkpoint's networks (generator, its average, discriminators), not its optimizers,
-    iteration or random state: the next stage of a recipe trains on from them under its own schedule."""
+    iteration or random state: the next stage of a recipe trains on from them under its own schedule.
+
+    A generator without spectral norm (generator.spectral_norm false, as fine-tuning trains) starts from the
+    averaged generator, whose weights are folded; so can it from an exported or shipped model, which has no
+    discriminators: they then start afresh. Returns whether the discriminators were loaded."""
+    trained, averaged = folder / "generator.safetensors", folder / "model.safetensors"
+    folded = not any(parametrize.is_parametrized(m, "weight") for m in nets.G.modules())
+    if not folded and not trained.is_file() and averaged.is_file():
+        raise CheckpointError(f"{folder}: an exported model (spectral norm folded into its weights); train on from "
+                              "it with generator.spectral_norm false")
+    with_discriminators = nets.D is not None and (folder / "discriminators.safetensors").is_file()
     try:
-        load_model(nets.G, str(folder / "generator.safetensors"))
-        load_model(nets.average.averaged, str(folder / "model.safetensors"))
-        if nets.D is not None:
+        load_model(nets.G, str(averaged if folded else trained))
+        load_model(nets.average.averaged, str(averaged))
+        if with_discriminators:
             load_model(nets.D, str(folder / "discriminators.safetensors"))
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{folder}: cannot start from this checkpoint ({first_line(exc)})") from None
+    return with_discriminators
 
 
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> bool:

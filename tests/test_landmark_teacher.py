@@ -1,0 +1,95 @@
+"""The face teacher flow from landmarks (data.landmark_teacher): a thin-plate spline through the 68 correspondences
+of a frame and a reference, backward as every flow here (target(p) ~ reference(p + flow(p))), trusted on the
+face's landmark hull but not inside the target's inner lips, DIS's flow around the face."""
+
+import numpy as np
+import torch
+
+from vid2vid.data import render
+from vid2vid.data.datasets import DataConfig, VideoClips, landmarks_in_box
+from vid2vid.data.synthetic import face_model
+from vid2vid.data.teacher_flow import landmark_flow, reference_flows, thin_plate_spline
+from vid2vid.data.writer import write_synthetic
+from vid2vid.face_metrics import MOUTH_BOTTOM, MOUTH_TOP
+
+
+def face_points(mouth_open: float = 6.0) -> np.ndarray:
+    """The synthetic face model's dlib-68 template (closed lips) in a 64 x 64 frame, the lower lip (inner and
+    outer) dropped by mouth_open pixels."""
+    points = face_model._face_template() * 40.0 + 32.0
+    points[[55, 56, 57, 58, 59, 65, 66, 67], 1] += mouth_open
+    return points
+
+
+def test_the_spline_holds_an_affine_motion_exactly_and_passes_near_its_points():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 64, (20, 2))
+    at = rng.uniform(0, 64, (50, 2))
+    affine = lambda p: p @ np.array([[1.1, 0.2], [-0.1, 0.9]]) + np.array([3.0, -2.0])  # noqa: E731
+    assert np.allclose(thin_plate_spline(points, affine(points), at), affine(at), atol=1e-6)
+    bumpy = rng.normal(0, 2, (20, 2))
+    assert np.allclose(thin_plate_spline(points, bumpy, points, smoothing=0.0), bumpy, atol=1e-6)
+
+
+def test_landmark_flow_points_from_the_target_to_the_reference_and_distrusts_the_open_mouth():
+    target = face_points(mouth_open=6.0)
+    shift = np.array([2.0, -3.0])
+    flow, on_face, confidence = landmark_flow(target, target + shift, (64, 64))
+    assert flow.shape == (64, 64, 2) and flow.dtype == np.float32
+    assert np.allclose(flow, shift, atol=1e-4)  # the reference is the target moved by +2, -3: so is the flow
+    mouth = np.round((target[MOUTH_TOP] + target[MOUTH_BOTTOM]) / 2).astype(int)
+    assert on_face[mouth[1], mouth[0]] and confidence[mouth[1], mouth[0]] == 0  # inside the inner lips
+    cheek = np.round(target[[1, 31]].mean(0)).astype(int)
+    assert confidence[cheek[1], cheek[0]] == 1
+    assert not on_face[0, 0] and confidence[0, 0] == 0
+    # The jaw drops in the target, not in the reference: the target's lower lip reads the reference's, above it.
+    closed = target.copy()
+    closed[[55, 56, 57, 58, 59, 65, 66, 67], 1] -= 3.0  # the lower lip
+    closed[5:12, 1] -= 3.0  # the chin
+    flow, _, _ = landmark_flow(target, closed, (64, 64))
+    lip = np.round(target[57]).astype(int)
+    assert flow[lip[1], lip[0], 1] < -2.0
+
+
+def test_reference_flows_take_the_landmarks_on_the_face_and_dis_around_it():
+    rng = np.random.default_rng(1)
+    images = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32))
+    refs = torch.roll(images, shifts=(1, 2), dims=(2, 3))
+    labels = torch.zeros(1, 1, 64, 64)
+    target = torch.from_numpy(face_points()).float()[None]
+    reference = (target + torch.tensor([4.0, 4.0]))  # the landmarks say (4, 4); the pixels (DIS) say (-2, -1)
+    plain, plain_conf = reference_flows(labels, images, labels, refs, "face")
+    flow, confidence = reference_flows(labels, images, labels, refs, "face", landmarks=(target, reference))
+    assert flow.shape == (1, 1, 2, 64, 64) and confidence.shape == (1, 1, 1, 64, 64)
+    _, on_face, face_conf = landmark_flow(target[0].numpy(), reference[0].numpy(), (64, 64))
+    on_face = torch.from_numpy(on_face)
+    assert torch.allclose(flow[0, 0, :, on_face], torch.full((2, int(on_face.sum())), 4.0), atol=1e-3)
+    assert torch.equal(flow[0, 0, :, ~on_face], plain[0, 0, :, ~on_face])
+    assert torch.equal(confidence[0, 0, 0, ~on_face], plain_conf[0, 0, 0, ~on_face])
+    assert torch.equal(confidence[0, 0, 0, on_face], torch.from_numpy(face_conf)[on_face])
+
+
+def test_a_face_dataset_with_the_landmark_teacher_maps_each_landmark_onto_the_references(tmp_path):
+    """On built-in talking heads, the teacher flow read at a frame's landmark lands on the reference's same
+    landmark (to the spline's smoothing), where DIS's misses by more."""
+    root = tmp_path / "faces"
+    write_synthetic("face_talk", root, sequences=2, frames=8, size=(96, 96))
+    misses = {}
+    for teacher in (False, True):
+        cfg = DataConfig(task="face", size=(64, 64), clip_length=2, num_references=1, augment=False,
+                         landmark_teacher=teacher)
+        clips = VideoClips(root, cfg)
+        sequence = clips.sequences[0]
+        sample = clips.load(sequence, [6, 7], [0], None)
+        frame, ref = clips.working_frame(sequence, 7, False), clips.working_frame(sequence, 0, False)
+        box = render.face_crop_box(clips.working_frame(sequence, 6, False).landmarks, frame.image.shape[:2],
+                                   (0.0, 0.0), (1.0, 1.0))
+        ref_box = render.face_crop_box(ref.landmarks, ref.image.shape[:2], (0.0, 0.0), (1.0, 1.0))
+        target_points = landmarks_in_box(frame.landmarks, box, (64, 64)).numpy()
+        ref_points = landmarks_in_box(ref.landmarks, ref_box, (64, 64)).numpy()
+        pixels = np.clip(np.round(target_points).astype(int), 0, 63)
+        flow = sample["ref_flow"][1, 0].numpy()  # (2, H, W), frame 7 -> the reference
+        landed = pixels + flow[:, pixels[:, 1], pixels[:, 0]].T
+        misses[teacher] = float(np.linalg.norm(landed - ref_points, axis=1).mean())
+    assert misses[True] < 1.0
+    assert misses[True] < misses[False]
