@@ -48,8 +48,9 @@ $(FACE_STAMP): $(STAMP)
 demo-face: $(FACE_STAMP)
 	$(PY) -m vid2vid.demo_face --out demo_face_out
 
-# Rebuild the shipped face model from its three-stage recipe (about 77 minutes of training on 2 CPU cores): synthesize,
-# train stage 1, stage 2 from it, stage 3 from that on heads that turn in depth (kind face_talk), export.
+# Rebuild the shipped face model from its four-stage recipe (about 93 minutes of training on 2 CPU cores): synthesize,
+# train stage 1, stage 2 from it, stage 3 from that on heads that turn in depth (kind face_talk), stage 4 (its raw
+# image trained too) from stage 3, export.
 pretrained-face: $(FACE_STAMP)
 	$(PY) -m vid2vid.pretrained build --name faces_cpu --work pretrained_face_work
 

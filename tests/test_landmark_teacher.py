@@ -93,3 +93,63 @@ def test_a_face_dataset_with_the_landmark_teacher_maps_each_landmark_onto_the_re
         misses[teacher] = float(np.linalg.norm(landed - ref_points, axis=1).mean())
     assert misses[True] < 1.0
     assert misses[True] < misses[False]
+
+
+def test_a_given_reference_flow_replaces_the_networks_where_its_weight_is_one():
+    """FewShotGenerator(ref_flow=(flows, weights)): flow = w * given + (1 - w) * predicted for the reference it
+    warps; w = 1 is the given flow exactly (and the warped reference is the reference warped by it), w = 0 the
+    network's."""
+    from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+    from vid2vid.nn.warp import warp
+
+    from .conftest import TINY_GENERATOR
+
+    torch.manual_seed(0)
+    model = FewShotGenerator(FewShotConfig(**TINY_GENERATOR)).eval()
+    c = model.cfg.label_channels
+    label, ref_labels = torch.rand(1, c, 16, 16), torch.rand(1, 2, c, 16, 16)
+    ref_images = torch.rand(1, 2, 3, 16, 16) * 2 - 1
+    given = torch.randn(1, 2, 2, 16, 16) * 2
+    with torch.no_grad():
+        plain = model(label, ref_labels, ref_images)
+        ones = model(label, ref_labels, ref_images, ref_flow=(given, torch.ones(1, 2, 1, 16, 16)))
+        zeros = model(label, ref_labels, ref_images, ref_flow=(given, torch.zeros(1, 2, 1, 16, 16)))
+        half = model(label, ref_labels, ref_images, ref_flow=(given, torch.full((1, 2, 1, 16, 16), 0.5)))
+    k = int(ones.ref_idx[0])
+    assert torch.equal(ones.fake_flow_maps[0], given[:, k])
+    assert torch.allclose(ones.warped_images[0], warp(ref_images[:, k], given[:, k]))
+    assert torch.equal(zeros.fake_flow_maps[0], plain.fake_flow_maps[0])
+    assert torch.allclose(half.fake_flow_maps[0], (given[:, k] + plain.fake_flow_maps[0]) / 2, atol=1e-6)
+
+
+def test_generation_warps_a_face_reference_by_the_landmarks_softened_at_the_faces_edge(monkeypatch):
+    """step(..., landmarks): the generator gets landmark_flows of the driving face to each reference face, weight
+    1 well inside the face, 0 off it, a ramp between; without the references' landmarks, nothing."""
+    from vid2vid import step as step_module
+    from vid2vid.data.teacher_flow import landmark_flows
+    from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+
+    from .conftest import TINY_GENERATOR
+
+    target = torch.from_numpy(face_points()).float()
+    references = torch.stack([target + torch.tensor([1.0, -2.0]), target * 0.9 + 3.0])
+    flows, weights = landmark_flows(target, references, (64, 64))
+    assert flows.shape == (2, 2, 64, 64) and weights.shape == (2, 1, 64, 64)
+    flow, on_face, _ = landmark_flow(target.numpy(), references[0].numpy(), (64, 64))
+    assert torch.equal(flows[0], torch.from_numpy(flow).permute(2, 0, 1))
+    middle = np.round(target[[27, 30, 33]].mean(0).numpy()).astype(int)  # the nose: deep inside
+    assert weights[0, 0, middle[1], middle[0]] == 1 and weights[0, 0, 0, 0] == 0
+    assert ((weights > 0) & (weights < 1)).any() and torch.equal(weights[0, 0] > 0, torch.from_numpy(on_face))
+
+    seen = []
+    model = FewShotGenerator(FewShotConfig(**TINY_GENERATOR)).eval()
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **kw: seen.append(kw.get("ref_flow")) or real_forward(*a, **kw))
+    c = model.cfg.label_channels
+    refs = step_module.References(torch.rand(1, 2, c, 64, 64), torch.rand(1, 2, 3, 64, 64), None, references[None])
+    with torch.no_grad():
+        step_module.step(model, torch.rand(1, c, 64, 64), step_module.new_history(model), refs, target)
+        step_module.step(model, torch.rand(1, c, 64, 64), step_module.new_history(model),
+                         step_module.References(refs.labels, refs.images), target)
+    assert torch.equal(seen[0][0][0], flows) and torch.equal(seen[0][1][0], weights)
+    assert seen[1] is None

@@ -283,8 +283,8 @@ def test_a_face_model_runs_live_on_a_real_face(tmp_path):
 
 def test_a_few_shot_face_model_renders_live_as_generate_renders_it(tmp_path):
     """As `generate` renders a few-shot face model: the driving face on the reference's proportions
-    (FaceProportions, frame by frame) and every frame from the references alone, not fed back. Frame for frame
-    equal to generate's stream of the same driving landmarks."""
+    (FaceProportions, frame by frame), the reference warped onto it by the landmarks, and every frame from the
+    references alone, not fed back. Frame for frame equal to generate's stream of the same driving landmarks."""
     from vid2vid.generate import driving_face_landmarks, reference_locations
 
     write_synthetic("face_talk", tmp_path / "driving", sequences=1, frames=6, size=(96, 96), first_index=1001,
@@ -300,11 +300,11 @@ def test_a_few_shot_face_model_renders_live_as_generate_renders_it(tmp_path):
     assert refs.face_landmarks.shape == (1, 1, 68, 2)
     fed = driving_face_landmarks(sequence, reference_locations([reference], "face", tmp_path)[0], None)
     stream = VideoClips(tmp_path / "driving", cfg).stream(sequence, landmarks=fed)
-    offline = [image for image, _ in generate_frames(model, stream, refs, CPU, feed_back=False)]
+    offline = [image for image, _ in generate_frames(model, stream, refs, CPU, feed_back=False, landmark_warp=True)]
     renderer = LiveRenderer(for_stream(model), cfg, refs, CPU, labeller=stored_labeller(sequence))
-    assert renderer.feed_back is False
+    assert renderer.feed_back is False and renderer.landmark_warp is True
     live = [renderer(read_image(path)) for path in sequence.files["images"]]
     assert all(np.array_equal(frame.result, image) for frame, image in zip(live, offline, strict=True))
     own = [image for image, _ in generate_frames(model, VideoClips(tmp_path / "driving", cfg).stream(sequence), refs,
-                                                 CPU, feed_back=False)]
+                                                 CPU, feed_back=False, landmark_warp=True)]
     assert not all(np.array_equal(a, b) for a, b in zip(own, offline, strict=True))  # the proportions tell

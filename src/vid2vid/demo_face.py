@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--face-proportions", choices=["reference", "relative"], default="reference",
                         help="the driving landmarks on her proportions (imaginaire's face test) or her own "
                              "landmarks moved as the driver's move (relative)")
+    parser.add_argument("--reference-warp", choices=["landmarks", "network"], default="landmarks",
+                        help="warp the photo onto each driving face by the landmarks (default; the flow network "
+                             "around the face) or by the flow network alone (docs/RESULTS.md, study 9, run 4)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +209,8 @@ def render_and_score(checkpoint: Path, model, refs, driving: Driving, args, devi
         for steps in tunings:
             tuned = model if not steps else finetune_checkpoint_model(checkpoint, model, refs, steps).model
             key = f"finetune={steps}" if steps else "as given"
-            frames = generate_frames(tuned, iter(driving.items), refs, device, feed_back=args.feedback)
+            frames = generate_frames(tuned, iter(driving.items), refs, device, feed_back=args.feedback,
+                                     landmark_warp=args.reference_warp == "landmarks")
             runs[key] = [r for r, _ in frames]
             scores[key] = score(runs[key], driving, finder, identity, reference_descriptor, driver_descriptors,
                                 floor)

@@ -30,7 +30,16 @@ from vid2vid.device import pick_device, pick_precision
 from vid2vid.files import refuse_overlap
 from vid2vid.nn.blocks import fold_spectral_norm
 from vid2vid.pictures import label_picture
-from vid2vid.step import References, feeds_back, is_few_shot, new_history, size_multiple, step
+from vid2vid.step import (
+    REFERENCE_WARPS,
+    References,
+    feeds_back,
+    is_few_shot,
+    new_history,
+    reference_warp_for,
+    size_multiple,
+    step,
+)
 
 LABEL_SUBJECT = {"pose": "person", "face": "face"}  # what a task's detector looks for
 
@@ -186,38 +195,39 @@ def references_for(paths: list[str | Path], cfg: DataConfig, workdir: Path, back
 
 
 def load_references(locations, cfg: DataConfig) -> References:
-    labels, images, keypoints, landmarks = [], [], [], []
+    labels, images, points = [], [], []
     for root, name, frame in locations:
         sequence = next((s for s in scan(root, cfg.task) if s.name == name), None)
         if sequence is None or frame not in sequence.frames:
             raise DataError(f"{root}: no frame {name}/{frame} in this dataset")
         clips = VideoClips(root, cfg)
-        index = sequence.frames.index(frame)
-        ref_labels, ref_images, ref_keypoints = clips.references(sequence, [index])
+        ref_labels, ref_images, ref_points = clips.references(sequence, [sequence.frames.index(frame)])
         labels.append(ref_labels)
         images.append(ref_images)
-        keypoints.append(ref_keypoints)
-        if cfg.task == "face":
-            landmarks.append(render.read_landmarks_json(sequence.files["dlib68"][index]))
-    points = torch.cat(keypoints)[None] if all(k is not None for k in keypoints) else None
-    return References(torch.cat(labels)[None], torch.cat(images)[None], points,
-                      np.stack(landmarks)[None] if landmarks else None)
+        points.append(ref_points)
+    points = torch.cat(points)[None] if all(p is not None for p in points) else None
+    face = cfg.task == "face"
+    return References(torch.cat(labels)[None], torch.cat(images)[None], None if face else points,
+                      points if face else None)
 
 
 def generate_frames(model, frames: Iterator[dict], refs: References | None, device: torch.device,
-                    amp_dtype: torch.dtype | None = None, feed_back: bool = True
+                    amp_dtype: torch.dtype | None = None, feed_back: bool = True, landmark_warp: bool = False
                     ) -> Iterator[tuple[np.ndarray, dict]]:
     """(result RGB uint8 (H, W, 3), driving item) per driving frame, previous outputs fed back unless
-    `feed_back` is off: then a few-shot model makes every frame as it makes the first, from the references."""
+    `feed_back` is off: then a few-shot model makes every frame as it makes the first, from the references.
+    landmark_warp (face references with landmarks, items with theirs): the reference is warped onto each face by
+    the landmarks (step)."""
     model.reset()
     history = new_history(model)
     if refs is not None:
         refs = refs.to(device)
     for item in frames:
         label = item["label"][None].to(device)
+        landmarks = item.get("landmarks") if landmark_warp else None
         with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                              enabled=amp_dtype is not None):
-            out = step(model, label, history, refs)
+            out = step(model, label, history, refs, landmarks)
         image = out.fake_images.float()
         if feed_back:
             history.push(label, image)
@@ -261,7 +271,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
              on_frame: Callable[[int, int], None] | None = None, finetune_steps: int = 0,
              finetune_lr: float | None = None, finetune_adversarial: bool = False, finetune_augment: str = "roll",
              seed: int = 0, reference_backdrop: str = "plain", face_proportions: str = "reference",
-             on_finetune: Callable[[int, int], None] | None = None, feedback: bool | None = None) -> GenerateReport:
+             on_finetune: Callable[[int, int], None] | None = None, feedback: bool | None = None,
+             reference_warp: str | None = None) -> GenerateReport:
     """precision: auto (bf16 autocast on CUDA for few-shot models, otherwise fp32), fp32, or bf16 (also on CPU:
     about twice as fast where the CPU has bf16 instructions, ~41 dB from fp32 for few-shot; see
     benchmarks/RESULTS.md). compile_model runs
@@ -281,6 +292,9 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     landmarks moved as the driver's move; "driving": as detected. feedback off (few-shot models): every frame is
     made as the first is, from the references alone, not from the previous output (steadier identity on a real
     photo: docs/RESULTS.md, study 9, run 3); None: off for few-shot face models, on for the others (feeds_back).
+    reference_warp (few-shot face models): "landmarks" warps the reference onto the driving face by the landmarks
+    (a thin-plate spline; the flow network's flow around the face), "network" by the flow network alone; None:
+    the model's default (step.reference_warp_for).
     """
     output, driving = Path(output), Path(driving)
     check_output_video(output, overwrite)
@@ -313,6 +327,11 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     if feedback is False and not is_few_shot(model):
         raise ValueError("--no-feedback is for few-shot models; a vid2vid model makes frames from the one before")
     feedback = feeds_back(model, cfg.task) if feedback is None else feedback
+    if reference_warp not in (None, *REFERENCE_WARPS):
+        raise ValueError(f"reference_warp must be one of {', '.join(REFERENCE_WARPS)}, got {reference_warp!r}")
+    if reference_warp == "landmarks" and not (is_few_shot(model) and cfg.task == "face"):
+        raise ValueError("--reference-warp landmarks is for few-shot face models")
+    reference_warp = reference_warp or reference_warp_for(model, cfg.task)
 
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vid2vid-generate-")))
@@ -355,7 +374,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         bar = stack.enter_context(tqdm(total=total, desc="generate", unit="frame", disable=not progress))
         writer = stack.enter_context(VideoWriter(output, fps=fps))
         labels_writer = stack.enter_context(VideoWriter(labels_output, fps=fps)) if labels_output else None
-        for result, item in generate_frames(model, stream, refs, torch_device, amp, feed_back=feedback):
+        for result, item in generate_frames(model, stream, refs, torch_device, amp, feed_back=feedback,
+                                            landmark_warp=reference_warp == "landmarks"):
             picture = result
             if side_by_side:
                 parts = [label_to_uint8(item["label"]), result]

@@ -30,7 +30,7 @@ import torch
 
 from vid2vid.data import DataError, render
 from vid2vid.data.datasets import DataConfig, DrivingFramer, Frame, Framing, resize_frame
-from vid2vid.step import References, feeds_back, is_few_shot, new_history, step, unwrap
+from vid2vid.step import References, feeds_back, is_few_shot, new_history, reference_warp_for, step, unwrap
 
 # Frames in a row without anyone in view after which the next person found is framed afresh, and the outputs fed
 # back are forgotten (someone else may have stepped in, elsewhere in the picture).
@@ -85,6 +85,7 @@ class Labelled:
     label: torch.Tensor | None  # (C, H, W), framed; None where nobody was found
     fresh: bool  # framed afresh (nobody for REFRAME_AFTER frames): the outputs fed back are forgotten
     label_ms: float
+    landmarks: torch.Tensor | None = None  # (68, 2) the face's landmarks in output pixels (face models)
 
 
 class LiveRenderer:
@@ -95,8 +96,9 @@ class LiveRenderer:
     model: this stream's own generator (`for_stream` copies a shared one); refs: the few-shot references (None for
     vid2vid); labeller: a callable image -> Frame | None (default: `Labeller` for the task). As `generate` renders:
     a few-shot face model gets the camera's face on the first reference's proportions (render.FaceProportions,
-    where the references carry their landmarks) and makes every frame from the references alone; feed_back
-    overrides the second (default: step.feeds_back)."""
+    where the references carry their landmarks), the reference warped onto it by the landmarks
+    (step.reference_warp_for), and makes every frame from the references alone; feed_back overrides the last
+    (default: step.feeds_back)."""
 
     def __init__(self, model: torch.nn.Module, cfg: DataConfig, refs: References | None, device: torch.device,
                  amp_dtype: torch.dtype | None = None, labeller: Callable[[np.ndarray], Frame | None] | None = None,
@@ -106,9 +108,10 @@ class LiveRenderer:
         self.model, self.device, self.amp_dtype = model, device, amp_dtype
         self.refs = None if refs is None else refs.to(device)
         self.feed_back = feeds_back(model, cfg.task) if feed_back is None else feed_back
-        self.proportions = None
+        self.proportions, self.landmark_warp = None, False
         if cfg.task == "face" and refs is not None and refs.face_landmarks is not None:
-            self.proportions = render.FaceProportions(refs.face_landmarks[0, 0])
+            self.proportions = render.FaceProportions(refs.face_landmarks[0, 0].numpy())
+            self.landmark_warp = reference_warp_for(model, cfg.task) == "landmarks"
         self.framing = Framing(cfg)
         self.framer = DrivingFramer(self.framing)
         check_live_task(cfg.task)
@@ -140,7 +143,8 @@ class LiveRenderer:
         if self.proportions is not None and frame.landmarks is not None:
             frame.landmarks = self.proportions(frame.landmarks)
         frame = resize_frame(frame, self.framing.scale_for(frame.source_size))
-        return Labelled(self.framer(frame)["label"], False, 1000 * (time.perf_counter() - start))
+        item = self.framer(frame)
+        return Labelled(item["label"], False, 1000 * (time.perf_counter() - start), item.get("landmarks"))
 
     def render(self, labelled: Labelled) -> LiveFrame:
         from vid2vid.generate import label_to_uint8, to_uint8
@@ -153,7 +157,8 @@ class LiveRenderer:
         label = labelled.label[None].to(self.device)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                              enabled=self.amp_dtype is not None):
-            out = step(self.model, label, self.history, self.refs)
+            out = step(self.model, label, self.history, self.refs,
+                       labelled.landmarks if self.landmark_warp else None)
         output = out.fake_images.float()
         if self.feed_back:
             self.history.push(label, output)

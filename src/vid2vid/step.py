@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from vid2vid.models.fs_vid2vid import FewShotGenerator, FrameOutput
@@ -21,9 +20,9 @@ class References:
     labels: torch.Tensor  # (B, K, C, H, W)
     images: torch.Tensor  # (B, K, 3, H, W)
     keypoints: torch.Tensor | None = None  # (B, K, 67, 3) pose keypoints in output pixels: fine-tuning's region Ds
-    # (B, K, 68, 2) dlib-68 landmarks of face references, in their files' pixels: the proportions a driving face
-    # is given (render.FaceProportions)
-    face_landmarks: np.ndarray | None = None
+    # (B, K, 68, 2) dlib-68 landmarks of face references in output pixels: the proportions a driving face is given
+    # (render.FaceProportions) and the landmark warp (teacher_flow.landmark_flows)
+    face_landmarks: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> References:
         """Labels and images on the device; keypoints and landmarks stay on the host, where they are read."""
@@ -61,6 +60,16 @@ def feeds_back(generator: torch.nn.Module, task: str) -> bool:
     return not (is_few_shot(generator) and task == "face")
 
 
+REFERENCE_WARPS = ("landmarks", "network")
+
+
+def reference_warp_for(generator: torch.nn.Module, task: str) -> str:
+    """How a reference is warped onto the driving frame by default: by the landmarks for few-shot face models
+    (their flow network barely moves a real photo's mouth and head: docs/RESULTS.md, study 9, run 4), else by the
+    flow network."""
+    return "landmarks" if is_few_shot(generator) and task == "face" else "network"
+
+
 def size_multiple(generator: torch.nn.Module) -> int:
     """Frame heights and widths must be multiples of this: the generator halves them this many times."""
     cfg = unwrap(generator).cfg
@@ -79,12 +88,21 @@ def warp_branches(out: FrameOutput | Vid2VidOutput) -> tuple[list, list, list]:
     return [None, out.fake_flow_maps], [None, out.fake_occlusion_masks], [None, out.warped_images]
 
 
-def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs: References | None = None
-         ) -> FrameOutput | Vid2VidOutput:
+def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs: References | None = None,
+         landmarks: torch.Tensor | None = None) -> FrameOutput | Vid2VidOutput:
+    """One frame. landmarks (68, 2), the driving face's in output pixels, with face references that carry theirs:
+    the reference is warped onto the face by the landmarks (teacher_flow.landmark_flows), the flow network only
+    around it."""
     prev_labels = torch.stack(history.labels, dim=1) if history.labels else None
     prev_images = torch.stack(history.images, dim=1) if history.images else None
     if is_few_shot(generator):
         if refs is None:
             raise ValueError("few-shot vid2vid needs reference images")
-        return generator(label, refs.labels, refs.images, prev_labels, prev_images)
+        ref_flow = None
+        if landmarks is not None and refs.face_landmarks is not None:
+            from vid2vid.data.teacher_flow import landmark_flows
+
+            flows, weights = landmark_flows(landmarks, refs.face_landmarks[0], tuple(label.shape[-2:]))
+            ref_flow = (flows[None].to(label.device), weights[None].to(label.device))
+        return generator(label, refs.labels, refs.images, prev_labels, prev_images, ref_flow=ref_flow)
     return generator(label, prev_labels, prev_images)

@@ -557,17 +557,21 @@ class VideoClips(Framing, Dataset):
 
     def references(self, sequence: Sequence, indices: list[int]
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Reference labels (K, C, H, W), images (K, 3, H, W) and, for pose data, keypoints (K, 67, 3) in output
-        pixels (else None) of given frames, without augmentation: the keypoints give fine-tuning the face and hand
-        boxes training finds on its targets."""
+        """Reference labels (K, C, H, W), images (K, 3, H, W) and their points in output pixels of given frames,
+        without augmentation: for pose data keypoints (K, 67, 3), which give fine-tuning the face and hand boxes
+        training finds on its targets; for face data landmarks (K, 68, 2), which can warp a reference onto a
+        driving face (teacher_flow.landmark_flows); else None."""
         frames = [self.working_frame(sequence, i, False) for i in indices]
         frames = [resize_frame(f, self.fit_scale(f, reference=True)) for f in frames]
         labels = [self.render(f, None, ()) for f in frames]
         boxes = self.reference_boxes(frames, labels, None, (1.0, 1.0))
         ref_labels, ref_images = self.crop_references(frames, labels, boxes)
+        size = self.cfg.size
+        if self.cfg.task == "face":
+            return ref_labels, ref_images, torch.stack([landmarks_in_box(f.landmarks, b, size)
+                                                        for f, b in zip(frames, boxes, strict=True)])
         if self.cfg.task != "pose":
             return ref_labels, ref_images, None
-        size = self.cfg.size
         keypoints = [keypoints_in_box(f.people or [], b, size) for f, b in zip(frames, boxes, strict=True)]
         return ref_labels, ref_images, torch.stack(keypoints)
 

@@ -101,6 +101,24 @@ def landmark_flow(target: np.ndarray, reference: np.ndarray, size: tuple[int, in
     return flow, face > 0, ((face > 0) & (mouth == 0)).astype(np.float32)
 
 
+FACE_EDGE_SOFTNESS = 5  # px: the landmark warp's weight ramps from the network's flow to its own over this width
+
+
+def landmark_flows(target: torch.Tensor, references: torch.Tensor, size: tuple[int, int]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A driving face's flow to each reference face from their landmarks, for generation: target (68, 2) and
+    references (K, 68, 2) in output pixels -> flows (K, 2, H, W) and weights (K, 1, H, W), 1 on the target's face
+    (its landmark hull, the mouth too: the lips part as the landmarks say) and 0 off it, softened at its edge so
+    that the face's warp meets the flow network's around it without a seam."""
+    flows, weights = [], []
+    for points in references:
+        flow, on_face, _ = landmark_flow(target.numpy(), points.numpy(), size)
+        weight = cv2.blur(on_face.astype(np.float32), (FACE_EDGE_SOFTNESS, FACE_EDGE_SOFTNESS)) * on_face
+        flows.append(torch.from_numpy(flow).permute(2, 0, 1))
+        weights.append(torch.from_numpy(np.ascontiguousarray(weight))[None])
+    return torch.stack(flows), torch.stack(weights)
+
+
 def to_picture(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) uint8, what DIS reads."""
     return ((image.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)

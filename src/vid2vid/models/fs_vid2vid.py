@@ -494,7 +494,11 @@ class FewShotGenerator(nn.Module):
         return labels
 
     def forward(self, label: torch.Tensor, ref_labels: torch.Tensor, ref_images: torch.Tensor,
-                prev_labels: torch.Tensor | None = None, prev_images: torch.Tensor | None = None) -> FrameOutput:
+                prev_labels: torch.Tensor | None = None, prev_images: torch.Tensor | None = None,
+                ref_flow: tuple[torch.Tensor, torch.Tensor] | None = None) -> FrameOutput:
+        """ref_flow (flows (B, K, 2, H, W), weights (B, K, 1, H, W) in [0, 1]), optional: a flow from the frame to
+        each reference known otherwise (a face's landmarks), taken where its weight is 1 in place of the flow
+        network's, w * given + (1 - w) * predicted, for the reference the generator warps."""
         cfg = self.cfg
         self.check_inputs(label, ref_labels, ref_images, prev_labels, prev_images)
         reuse = not self.training and self.same_references(ref_labels, ref_images) and prev_labels is not None
@@ -519,6 +523,11 @@ class FewShotGenerator(nn.Module):
         if cfg.warp_reference:
             ref_label, ref_image = pick_reference(ref_labels, ref_idx), pick_reference(ref_images, ref_idx)
             flows[0], masks[0] = self.flow_network_ref(torch.cat([label, ref_label], dim=1), ref_image)
+            if ref_flow is not None:
+                if chosen is not None:
+                    ref_flow = tuple(pick_reference(x, chosen)[:, None] for x in ref_flow)
+                given, weight = (pick_reference(x, ref_idx).to(flows[0].dtype) for x in ref_flow)
+                flows[0] = weight * given + (1 - weight) * flows[0]
             warped[0] = warp(ref_image, flows[0])
             if cfg.warp_condition_levels:
                 warp_conds[0] = self.ref_image_embedding(torch.cat([warped[0], masks[0]], dim=1))
