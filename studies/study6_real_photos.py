@@ -72,6 +72,9 @@ def main() -> None:
                         help="reference photo as it is, and/or its person on a plain wall (--reference-backdrop)")
     parser.add_argument("--no-feedback", action="store_true",
                         help="every frame from the photo alone, not from the previous output (generate --no-feedback)")
+    parser.add_argument("--reference-warp", choices=["landmarks", "network"], default="network",
+                        help="warp the photo onto the driving pose by the keypoints (a thin-plate spline on the "
+                             "body) or by the flow network (generate --reference-warp)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     threads()
@@ -93,14 +96,15 @@ def main() -> None:
             arms += [(b, args.finetune, a) for b in args.backdrops for a in args.augment if args.finetune]
             for backdrop, steps, augment in arms:
                 name = (f"{photo_name}_{model_name}_ft{steps}" + (f"_{augment}" if steps else "")
-                        + ("_plain" if backdrop == "plain" else "") + ("_nofeedback" if args.no_feedback else ""))
+                        + ("_plain" if backdrop == "plain" else "") + ("_nofeedback" if args.no_feedback else "")
+                        + ("_keypointwarp" if args.reference_warp == "landmarks" else ""))
                 arm = out / "arms" / name
                 if not (arm / "frames").is_dir():
                     arm.mkdir(parents=True, exist_ok=True)
                     generate(checkpoint, driving, arm / "result.mp4", [photo_path], frames_dir=arm / "frames",
                              finetune_steps=steps, finetune_augment="roll" if augment == "-" else augment,
                              reference_backdrop=backdrop, overwrite=True, progress=False,
-                             feedback=not args.no_feedback)
+                             feedback=not args.no_feedback, reference_warp=args.reference_warp)
                 frames = [read_image(p) for p in sorted((arm / "frames").glob("*.png"))]
                 row = {"photo": photo_name, "model": model_name, "backdrop": backdrop, "finetune": steps,
                        "augment": augment,

@@ -49,9 +49,9 @@ def test_the_driving_face_takes_the_reference_face_proportions_and_generate_draw
     sequences = scan(root / "heldout", "face")
     driver, other = sequences
     reference = other.files["images"][0]
-    fed = driving_face_landmarks(driver, (root / "heldout", other.name, other.frames[0]), None)
-    own = np.stack([render.read_landmarks_json(f) for f in driver.files["dlib68"]])
     ref = render.read_landmarks_json(other.files["dlib68"][0])
+    fed = driving_face_landmarks(driver, ref, None)
+    own = np.stack([render.read_landmarks_json(f) for f in driver.files["dlib68"]])
     assert fed.shape == own.shape == (5, 68, 2)
     # The first frame's face: the reference's proportions (imaginaire's groups are rescaled about the chin, so
     # the match is close, not exact), where the driver's own were far from them.

@@ -86,7 +86,7 @@ def test_without_feedback_every_frame_is_made_as_the_first(tmp_path):
     assert np.array_equal(fed[0], alone[0]) and not np.array_equal(fed[2], alone[2])  # feedback changes frame 2
 
 
-def test_few_shot_face_models_render_without_feedback_in_generate_serve_and_live():
+def test_few_shot_face_models_render_without_feedback_and_by_the_landmarks_in_generate_serve_and_live():
     """One rule (step.feeds_back) for generate's default, serve and live: a few-shot face model makes every frame
     from the references; a few-shot pose model and a vid2vid face model feed their outputs back."""
     from types import SimpleNamespace
@@ -94,7 +94,7 @@ def test_few_shot_face_models_render_without_feedback_in_generate_serve_and_live
     from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
     from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
     from vid2vid.serve.jobs import ServedModel
-    from vid2vid.step import feeds_back
+    from vid2vid.step import feeds_back, reference_warp_for
 
     few_shot = FewShotGenerator(FewShotConfig(**TINY_GENERATOR))
     vid2vid_model = Vid2VidGenerator(Vid2VidConfig(num_filters=8, max_filters=32))
@@ -102,6 +102,9 @@ def test_few_shot_face_models_render_without_feedback_in_generate_serve_and_live
     assert feeds_back(few_shot, "pose") and feeds_back(vid2vid_model, "face")
     served = SimpleNamespace(model=few_shot, data=SimpleNamespace(task="face"))
     assert ServedModel.feedback.fget(served) is False
+    # And the reference warped by the landmarks for few-shot face models only (the pose keypoint warp is asked for).
+    assert reference_warp_for(few_shot, "face") == "landmarks"
+    assert reference_warp_for(few_shot, "pose") == reference_warp_for(vid2vid_model, "face") == "network"
 
 
 def test_generate_feeds_back_by_the_models_rule_unless_told():
@@ -113,3 +116,13 @@ def test_generate_feeds_back_by_the_models_rule_unless_told():
 
     assert feedback() is None  # generate(feedback=None): step.feeds_back decides
     assert feedback("--feedback") is True and feedback("--no-feedback") is False
+
+
+def test_generate_takes_the_reference_warp_by_the_models_rule_unless_told():
+    from vid2vid.cli import build_parser
+
+    def warp(*flags):
+        return build_parser().parse_args(["generate", "--checkpoint", "C", "--driving", "D", "-o", "o.mp4",
+                                          *flags]).reference_warp
+
+    assert warp() is None and warp("--reference-warp", "network") == "network"

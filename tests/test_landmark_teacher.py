@@ -153,3 +153,26 @@ def test_generation_warps_a_face_reference_by_the_landmarks_softened_at_the_face
                          step_module.References(refs.labels, refs.images), target)
     assert torch.equal(seen[0][0][0], flows) and torch.equal(seen[0][1][0], weights)
     assert seen[1] is None
+
+
+def test_a_pose_reference_is_warped_by_the_body_keypoints_on_the_drawn_body_only():
+    """keypoint_flows: the spline through the BODY_25 points seen in both people, weight 1 on the driving body
+    (torso, limbs, head), 0 off it; fewer than 4 points in common: weight 0, nothing given."""
+    from vid2vid.data.teacher_flow import keypoint_flows
+
+    body = np.zeros((67, 3), np.float32)
+    joints = {0: (32, 10), 1: (32, 16), 2: (26, 17), 3: (24, 24), 4: (23, 30), 5: (38, 17), 6: (40, 24),
+              7: (41, 30), 8: (32, 34), 9: (28, 34), 10: (28, 44), 11: (28, 54), 12: (36, 34), 13: (36, 44),
+              14: (36, 54)}
+    for i, (x, y) in joints.items():
+        body[i] = (x, y, 0.9)
+    shifted = body.copy()
+    shifted[:25, :2] += np.array([3.0, -1.0], np.float32) * (body[:25, 2:] > 0)
+    target, reference = torch.from_numpy(body), torch.from_numpy(shifted)
+    flows, weights = keypoint_flows(target, torch.stack([reference, torch.zeros(67, 3)]), (64, 64))
+    assert flows.shape == (2, 2, 64, 64) and weights.shape == (2, 1, 64, 64)
+    on_body = weights[0, 0] > 0
+    assert torch.allclose(flows[0, :, on_body], torch.tensor([[3.0], [-1.0]]), atol=1e-3)
+    assert weights[0, 0, 25, 32] == 1 and weights[0, 0, 2, 2] == 0 and weights[0, 0, 45, 5] == 0  # chest; corners
+    assert weights[0, 0, 44, 28] > 0  # the right knee's line
+    assert torch.equal(weights[1], torch.zeros(1, 64, 64))  # no points in common with an empty reference

@@ -285,7 +285,7 @@ def test_a_few_shot_face_model_renders_live_as_generate_renders_it(tmp_path):
     """As `generate` renders a few-shot face model: the driving face on the reference's proportions
     (FaceProportions, frame by frame), the reference warped onto it by the landmarks, and every frame from the
     references alone, not fed back. Frame for frame equal to generate's stream of the same driving landmarks."""
-    from vid2vid.generate import driving_face_landmarks, reference_locations
+    from vid2vid.generate import driving_face_landmarks
 
     write_synthetic("face_talk", tmp_path / "driving", sequences=1, frames=6, size=(96, 96), first_index=1001,
                     progress=False)
@@ -298,7 +298,7 @@ def test_a_few_shot_face_model_renders_live_as_generate_renders_it(tmp_path):
     reference = scan(tmp_path / "refs", "face")[0].files["images"][0]
     refs = references_for([reference], cfg, tmp_path)
     assert refs.face_landmarks.shape == (1, 1, 68, 2)
-    fed = driving_face_landmarks(sequence, reference_locations([reference], "face", tmp_path)[0], None)
+    fed = driving_face_landmarks(sequence, refs.face_landmarks[0, 0].numpy(), None)
     stream = VideoClips(tmp_path / "driving", cfg).stream(sequence, landmarks=fed)
     offline = [image for image, _ in generate_frames(model, stream, refs, CPU, feed_back=False, landmark_warp=True)]
     renderer = LiveRenderer(for_stream(model), cfg, refs, CPU, labeller=stored_labeller(sequence))

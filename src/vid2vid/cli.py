@@ -203,7 +203,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
                           finetune_steps=args.finetune, finetune_lr=args.finetune_lr,
                           finetune_adversarial=args.finetune_adversarial, finetune_augment=args.finetune_augment,
                           seed=args.seed, reference_backdrop=args.reference_backdrop,
-                          face_proportions=args.face_proportions, feedback=args.feedback)
+                          face_proportions=args.face_proportions, feedback=args.feedback,
+                          reference_warp=args.reference_warp)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {report.output} ({report.frames} frames, {report.frames / max(report.seconds, 1e-9):.1f} frames/s)")
@@ -360,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="few-shot face: the driving landmarks given the reference face's proportions, as "
                           "imaginaire's face test does (default), the reference's own landmarks moved as the "
                           "driver's move from the first frame (relative), or the driver's own")
+    gen.add_argument("--reference-warp", choices=["landmarks", "network"],
+                     help="few-shot: warp the reference onto the driving frame by the landmarks (face) or body "
+                          "keypoints (pose), a thin-plate spline on the face or body with the flow network around "
+                          "it, or by the flow network alone; default: landmarks for face models, network for pose")
     feedback = gen.add_mutually_exclusive_group()
     feedback.add_argument("--no-feedback", dest="feedback", action="store_false", default=None,
                           help="few-shot: make every frame from the references alone, not from the previous output "

@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
             locations = reference_locations([photo], "face", work)
             refs = load_references(locations, cfg)
             clips = VideoClips(root, cfg)
-            fed = driving_face_landmarks(sequence, locations[0], args.max_frames, args.face_proportions)
+            fed = driving_face_landmarks(sequence, refs.face_landmarks[0, 0].numpy(), args.max_frames,
+                                         args.face_proportions)
             driving = frame_driving(clips, sequence, fed)
         report, runs = render_and_score(checkpoint, model, refs, driving, args, device)
     except (CheckpointError, DataError, MissingExtra, OSError, ValueError) as exc:

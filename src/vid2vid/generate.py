@@ -172,21 +172,20 @@ def _say_people(path: Path, root: Path, sequence: str) -> None:
 FACE_PROPORTIONS = ("reference", "relative", "driving")
 
 
-def driving_face_landmarks(sequence, reference: tuple[Path, str, str], max_frames: int | None,
+def driving_face_landmarks(sequence, reference: np.ndarray, max_frames: int | None,
                            proportions: str = "reference") -> np.ndarray:
-    """The driving face's landmarks (T, 68, 2), file pixels, fitted to the reference face so that the shape does
-    not carry the driver's identity over. proportions "reference": the driver's expression and head motion on the
+    """The driving face's landmarks (T, 68, 2), file pixels, fitted to the reference face's landmarks (68, 2; any
+    pixels, as References.face_landmarks holds them: only their shape counts) so that the shape does not carry
+    the driver's identity over. proportions "reference": the driver's expression and head motion on the
     reference's face proportions, as imaginaire's face test gives them (render.normalize_face_landmarks);
     "relative": the reference's own landmarks moved as the driver's move from the first frame
     (render.relative_face_landmarks)."""
-    root, name, frame = reference
-    ref_sequence = next(s for s in scan(root, "face") if s.name == name)
-    ref = render.read_landmarks_json(ref_sequence.files["dlib68"][ref_sequence.frames.index(frame)])
+    reference = np.asarray(reference, np.float64)
     files = sequence.files["dlib68"][:max_frames]
     driving = np.stack([render.read_landmarks_json(f) for f in files])
     if proportions == "relative":
-        return render.relative_face_landmarks(driving, ref)
-    return render.normalize_face_landmarks(driving, ref)
+        return render.relative_face_landmarks(driving, reference)
+    return render.normalize_face_landmarks(driving, reference)
 
 
 def references_for(paths: list[str | Path], cfg: DataConfig, workdir: Path, backdrop: str = "plain") -> References:
@@ -224,7 +223,7 @@ def generate_frames(model, frames: Iterator[dict], refs: References | None, devi
         refs = refs.to(device)
     for item in frames:
         label = item["label"][None].to(device)
-        landmarks = item.get("landmarks") if landmark_warp else None
+        landmarks = (item.get("landmarks", item.get("keypoints")) if landmark_warp else None)
         with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                              enabled=amp_dtype is not None):
             out = step(model, label, history, refs, landmarks)
@@ -292,9 +291,10 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     landmarks moved as the driver's move; "driving": as detected. feedback off (few-shot models): every frame is
     made as the first is, from the references alone, not from the previous output (steadier identity on a real
     photo: docs/RESULTS.md, study 9, run 3); None: off for few-shot face models, on for the others (feeds_back).
-    reference_warp (few-shot face models): "landmarks" warps the reference onto the driving face by the landmarks
-    (a thin-plate spline; the flow network's flow around the face), "network" by the flow network alone; None:
-    the model's default (step.reference_warp_for).
+    reference_warp (few-shot models): "landmarks" warps the reference onto the driving face by the landmarks, or
+    onto the driving person by the body keypoints (a thin-plate spline on the face or body; the flow network's
+    flow around it), "network" by the flow network alone; None: the model's default (step.reference_warp_for:
+    landmarks for face models).
     """
     output, driving = Path(output), Path(driving)
     check_output_video(output, overwrite)
@@ -329,8 +329,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     feedback = feeds_back(model, cfg.task) if feedback is None else feedback
     if reference_warp not in (None, *REFERENCE_WARPS):
         raise ValueError(f"reference_warp must be one of {', '.join(REFERENCE_WARPS)}, got {reference_warp!r}")
-    if reference_warp == "landmarks" and not (is_few_shot(model) and cfg.task == "face"):
-        raise ValueError("--reference-warp landmarks is for few-shot face models")
+    if reference_warp == "landmarks" and not (is_few_shot(model) and cfg.task in ("face", "pose")):
+        raise ValueError("--reference-warp landmarks is for few-shot face and pose models")
     reference_warp = reference_warp or reference_warp_for(model, cfg.task)
 
     with ExitStack() as stack:
@@ -344,7 +344,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
         refs = load_references(locations, cfg) if references else None
         landmarks = None
         if cfg.task == "face" and refs is not None and face_proportions != "driving":
-            landmarks = driving_face_landmarks(chosen[0], locations[0], max_frames, face_proportions)
+            landmarks = driving_face_landmarks(chosen[0], refs.face_landmarks[0, 0].numpy(), max_frames,
+                                               face_proportions)
         if finetune_steps:
             from vid2vid.finetune import finetune_checkpoint_model
 

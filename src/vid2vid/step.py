@@ -99,10 +99,14 @@ def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs
         if refs is None:
             raise ValueError("few-shot vid2vid needs reference images")
         ref_flow = None
-        if landmarks is not None and refs.face_landmarks is not None:
-            from vid2vid.data.teacher_flow import landmark_flows
+        if landmarks is not None and (refs.face_landmarks is not None or refs.keypoints is not None):
+            from vid2vid.data.teacher_flow import keypoint_flows, landmark_flows
 
-            flows, weights = landmark_flows(landmarks, refs.face_landmarks[0], tuple(label.shape[-2:]))
+            size = tuple(label.shape[-2:])
+            if refs.face_landmarks is not None:
+                flows, weights = landmark_flows(landmarks, refs.face_landmarks[0], size)
+            else:
+                flows, weights = keypoint_flows(landmarks, refs.keypoints[0], size)
             ref_flow = (flows[None].to(label.device), weights[None].to(label.device))
         return generator(label, refs.labels, refs.images, prev_labels, prev_images, ref_flow=ref_flow)
     return generator(label, prev_labels, prev_images)

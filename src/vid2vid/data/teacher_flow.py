@@ -119,6 +119,59 @@ def landmark_flows(target: torch.Tensor, references: torch.Tensor, size: tuple[i
     return torch.stack(flows), torch.stack(weights)
 
 
+BODY_POINTS = 25  # BODY_25: the hands are too small at these sizes to steer a warp
+TORSO = (1, 2, 9, 8, 12, 5)  # neck, right shoulder, right hip, mid hip, left hip, left shoulder
+LIMB_WIDTH = 0.12  # of the person's height: how wide the body is drawn around its limbs
+
+
+def body_region(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: where a person of BODY_25 keypoints (25, 3) in output pixels stands: the torso's polygon, the
+    limbs as thick lines, a disc for the head."""
+    from vid2vid.data import render
+
+    h, w = size
+    seen = points[:, 2] > 0
+    region = np.zeros((h, w), np.uint8)
+    ys = points[seen, 1]
+    width = max(2, int(round(LIMB_WIDTH * (np.ptp(ys) if len(ys) > 1 else h))))
+    torso = [points[i, :2] for i in TORSO if seen[i]]
+    if len(torso) >= 3:
+        cv2.fillPoly(region, [np.round(np.array(torso)).astype(np.int32)], 1)
+    for a, b in render.BODY_LIMBS:
+        if seen[a] and seen[b]:
+            cv2.line(region, tuple(np.round(points[a, :2]).astype(int)), tuple(np.round(points[b, :2]).astype(int)),
+                     1, width)
+    if seen[0] and seen[1]:
+        radius = max(2, int(round(0.6 * np.linalg.norm(points[0, :2] - points[1, :2]))))
+        cv2.circle(region, tuple(np.round(points[0, :2]).astype(int)), radius, 1, -1)
+    return region > 0
+
+
+def keypoint_flows(target: torch.Tensor, references: torch.Tensor, size: tuple[int, int]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A driving person's flow to each reference person from their keypoints, for generation: target (67, 3) and
+    references (K, 67, 3) in output pixels (BODY_25 + hands, confidence 0 where unseen) -> flows (K, 2, H, W) and
+    weights (K, 1, H, W): a thin-plate spline through the body points seen in both, weighted 1 on the driving
+    person's body (body_region), 0 off it, softened at its edge; 0 everywhere with fewer than 4 points in common."""
+    h, w = size
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)), -1).reshape(-1, 2)
+    driving = target.numpy().astype(np.float64)[:BODY_POINTS]
+    on_body = body_region(driving, size)
+    flows, weights = [], []
+    for points in references.numpy().astype(np.float64):
+        common = (driving[:, 2] > 0) & (points[:BODY_POINTS, 2] > 0)
+        if common.sum() < 4:
+            flows.append(torch.zeros(2, h, w))
+            weights.append(torch.zeros(1, h, w))
+            continue
+        moved = points[:BODY_POINTS][common, :2] - driving[common, :2]
+        flow = thin_plate_spline(driving[common, :2], moved, grid).reshape(h, w, 2).astype(np.float32)
+        weight = cv2.blur(on_body.astype(np.float32), (FACE_EDGE_SOFTNESS, FACE_EDGE_SOFTNESS)) * on_body
+        flows.append(torch.from_numpy(flow).permute(2, 0, 1))
+        weights.append(torch.from_numpy(np.ascontiguousarray(weight))[None])
+    return torch.stack(flows), torch.stack(weights)
+
+
 def to_picture(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) uint8, what DIS reads."""
     return ((image.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
