@@ -176,3 +176,19 @@ def test_a_pose_reference_is_warped_by_the_body_keypoints_on_the_drawn_body_only
     assert weights[0, 0, 25, 32] == 1 and weights[0, 0, 2, 2] == 0 and weights[0, 0, 45, 5] == 0  # chest; corners
     assert weights[0, 0, 44, 28] > 0  # the right knee's line
     assert torch.equal(weights[1], torch.zeros(1, 64, 64))  # no points in common with an empty reference
+
+
+def test_the_forehead_points_mirror_the_jaw_across_its_own_axis():
+    """with_forehead: jaw points 1..15 mirrored across the line through jaw points 0 and 16, at 2/3 of their
+    distance (worked by hand on a level face), and turned with the face (rotation commutes)."""
+    from vid2vid.data.teacher_flow import with_forehead
+
+    points = face_points()
+    points[[0, 16]] = [[10.0, 30.0], [54.0, 30.0]]
+    points[8] = [32.0, 48.0]  # the chin 18 px below the jaw's line
+    out = with_forehead(points)
+    assert out.shape == (83, 2) and np.array_equal(out[:68], points)
+    assert np.allclose(out[68 + 7], [32.0, 30.0 - 12.0])  # jaw point 8, the 8th mirrored (1..15 in order)
+    angle = np.radians(25.0)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    assert np.allclose(with_forehead(points @ turn.T), out @ turn.T)

@@ -83,14 +83,28 @@ def thin_plate_spline(points: np.ndarray, values: np.ndarray, at: np.ndarray,
     return kernel(at, points) @ coefficients[:n] + np.concatenate([np.ones((len(at), 1)), at], 1) @ coefficients[n:]
 
 
+def with_forehead(points: np.ndarray) -> np.ndarray:
+    """(68, 2) -> (83, 2): 15 forehead points appended, jaw points 1..15 mirrored across the line joining the
+    jaw's ends at 2/3 of their distance from it (imaginaire's upper face, but across the face's own axis, so that
+    it turns with a tilted head)."""
+    ends = points[[0, 16]]
+    axis = (ends[1] - ends[0]) / max(np.linalg.norm(ends[1] - ends[0]), 1e-6)
+    jaw = points[1:16] - ends[0]
+    along = jaw @ axis
+    across = jaw - along[:, None] * axis
+    return np.concatenate([points, ends[0] + along[:, None] * axis - across * 2 / 3])
+
+
 def landmark_flow(target: np.ndarray, reference: np.ndarray, size: tuple[int, int]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward flow (H, W, 2) from a face to a reference face, target(p) ~ reference(p + flow(p)), from their
-    dlib-68 landmarks (68, 2) in output pixels: a thin-plate spline through the landmark correspondences. Also
-    the face (H, W) bool, the target's landmark hull where the flow holds, and the flow's confidence (H, W): 1 on
-    the face but 0 inside the target's inner lips (an open mouth shows what a closed one does not hold)."""
+    dlib-68 landmarks (68, 2) in output pixels: a thin-plate spline through the landmark correspondences and
+    their forehead points (with_forehead). Also the face (H, W) bool, the hull of the target's points where the
+    flow holds, and the flow's confidence (H, W): 1 on the face but 0 inside the target's inner lips (an open
+    mouth shows what a closed one does not hold)."""
     h, w = size
-    target, reference = np.asarray(target, np.float64), np.asarray(reference, np.float64)
+    target = with_forehead(np.asarray(target, np.float64))
+    reference = with_forehead(np.asarray(reference, np.float64))
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
     flow = thin_plate_spline(target, reference - target, grid).reshape(h, w, 2).astype(np.float32)
