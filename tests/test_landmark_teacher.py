@@ -192,3 +192,16 @@ def test_the_forehead_points_mirror_the_jaw_across_its_own_axis():
     angle = np.radians(25.0)
     turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     assert np.allclose(with_forehead(points @ turn.T), out @ turn.T)
+
+
+def test_references_carry_face_landmarks_and_pose_keypoints_apart():
+    """references_of (generate's and evaluate's references): a face sample's points are its landmarks, a pose
+    sample's its keypoints for fine-tuning's region boxes; never the one in the other's place."""
+    from vid2vid.step import references_of
+
+    labels, images = torch.zeros(2, 1, 8, 8), torch.zeros(2, 3, 8, 8)
+    face = references_of(labels, images, torch.ones(2, 68, 2), "face")
+    pose = references_of(labels, images, torch.ones(2, 67, 3), "pose")
+    assert face.keypoints is None and face.face_landmarks.shape == (1, 2, 68, 2)
+    assert pose.face_landmarks is None and pose.keypoints.shape == (1, 2, 67, 3)
+    assert references_of(labels, images, None, "street").keypoints is None

@@ -31,7 +31,7 @@ from vid2vid.data.video import write_image
 from vid2vid.device import pick_device, pick_precision
 from vid2vid.files import atomic_write_bytes, check_output_folder, refuse_overlap, replace_folder
 from vid2vid.generate import data_config_for, generate_frames, label_to_uint8, load_for_inference, to_uint8
-from vid2vid.step import References, is_few_shot
+from vid2vid.step import is_few_shot, references_of
 
 
 @dataclass
@@ -77,7 +77,7 @@ def render_sequence(model, cfg: DataConfig, root: Path, sequence: Sequence, k: i
             raise DataError(f"{ref_root}: no sequence {sequence.name} (or a prefix of it) to take references from")
         ref_labels, ref_images, ref_keypoints = VideoClips(ref_root, cfg).references(
             ref_sequence, reference_indices(len(ref_sequence), k))
-        refs = References(ref_labels[None], ref_images[None], None if ref_keypoints is None else ref_keypoints[None])
+        refs = references_of(ref_labels, ref_images, ref_keypoints, cfg.task)
         rendered.references = [to_uint8(x) for x in ref_images]
         if tune is not None:
             model = tune(model, refs.to(device))

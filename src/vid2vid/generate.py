@@ -37,6 +37,7 @@ from vid2vid.step import (
     is_few_shot,
     new_history,
     reference_warp_for,
+    references_of,
     size_multiple,
     step,
 )
@@ -204,10 +205,8 @@ def load_references(locations, cfg: DataConfig) -> References:
         labels.append(ref_labels)
         images.append(ref_images)
         points.append(ref_points)
-    points = torch.cat(points)[None] if all(p is not None for p in points) else None
-    face = cfg.task == "face"
-    return References(torch.cat(labels)[None], torch.cat(images)[None], None if face else points,
-                      points if face else None)
+    return references_of(torch.cat(labels), torch.cat(images),
+                         torch.cat(points) if all(p is not None for p in points) else None, cfg.task)
 
 
 def generate_frames(model, frames: Iterator[dict], refs: References | None, device: torch.device,

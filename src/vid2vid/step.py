@@ -29,6 +29,14 @@ class References:
         return References(self.labels.to(device), self.images.to(device), self.keypoints, self.face_landmarks)
 
 
+def references_of(labels: torch.Tensor, images: torch.Tensor, points: torch.Tensor | None, task: str) -> References:
+    """One sample's references (K, ...) from VideoClips.references: its points are keypoints for pose data,
+    landmarks for face data."""
+    points = None if points is None else points[None]
+    face = task == "face"
+    return References(labels[None], images[None], None if face else points, points if face else None)
+
+
 @dataclass
 class History:
     """The last `size` labels and generated frames, oldest first."""
