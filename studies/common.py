@@ -50,9 +50,11 @@ def configure(recipe: str, data_root: Path, iterations: int, **changes) -> Train
 
 
 def run_arm(name: str, cfg: TrainConfig, out: Path, held_out: Path, *, references: Path | None = None,
-            ks: list[int] | None = None, pose_error: bool = False) -> dict:
-    """Train one arm (or reuse its finished run) and evaluate it; returns the evaluation's metrics."""
-    run_dir, report_dir = out / "runs" / name, out / "reports" / name
+            ks: list[int] | None = None, pose_error: bool = False, run: str | None = None,
+            landmark_warp: bool = False) -> dict:
+    """Train one arm (or reuse its finished run) and evaluate it; returns the evaluation's metrics. run: the run
+    folder's name when it is another arm's (the same model rendered another way); landmark_warp: evaluate's."""
+    run_dir, report_dir = out / "runs" / (run or name), out / "reports" / name
     if (report_dir / "metrics.json").is_file():
         return json.loads((report_dir / "metrics.json").read_text())
     checkpoint = latest_checkpoint(run_dir) if (run_dir / "latest").is_file() else None
@@ -60,7 +62,7 @@ def run_arm(name: str, cfg: TrainConfig, out: Path, held_out: Path, *, reference
         checkpoint = train(cfg, run_dir, overwrite=True, progress=False).last_checkpoint
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     report = evaluate(checkpoint, held_out, report_dir, ks, references=references, pose_error=pose_error,
-                      overwrite=True, progress=False)
+                      overwrite=True, progress=False, landmark_warp=landmark_warp)
     report["training"] = {"iterations": int(checkpoint.name), "minutes": training_minutes(run_dir)}
     (report_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"{name}: {checkpoint.name} iterations in {report['training']['minutes']:.1f} min; "

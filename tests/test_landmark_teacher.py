@@ -205,3 +205,34 @@ def test_references_carry_face_landmarks_and_pose_keypoints_apart():
     assert face.keypoints is None and face.face_landmarks.shape == (1, 2, 68, 2)
     assert pose.face_landmarks is None and pose.keypoints.shape == (1, 2, 67, 3)
     assert references_of(labels, images, None, "street").keypoints is None
+
+
+def test_a_vid2vid_face_model_warps_its_previous_output_by_the_two_frames_landmarks(monkeypatch):
+    """Vid2VidGenerator(prev_flow=(flow, weight)) at weight 1 takes the given flow exactly; step passes the
+    landmark flow from this frame's face to the previous frame's (kept in the history) once there is one."""
+    from vid2vid import step as step_module
+    from vid2vid.data.teacher_flow import landmark_flows
+    from vid2vid.models.vid2vid import Vid2VidConfig, Vid2VidGenerator
+
+    torch.manual_seed(0)
+    model = Vid2VidGenerator(Vid2VidConfig(label_channels=1, num_filters=8, max_filters=32, num_layers=4,
+                                           num_downsamples_img=2, embed_num_downsamples=2, flow_num_downsamples=2,
+                                           num_prev_frames=1)).eval()
+    label, prev = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 1, 64, 64)
+    images = torch.rand(1, 1, 3, 64, 64) * 2 - 1
+    given = torch.randn(1, 2, 64, 64)
+    with torch.no_grad():
+        out = model(label, prev, images, prev_flow=(given, torch.ones(1, 1, 64, 64)))
+    assert torch.equal(out.fake_flow_maps, given)
+
+    seen = []
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **kw: seen.append(kw.get("prev_flow")) or real_forward(*a, **kw))
+    now, before = torch.from_numpy(face_points(6.0)).float(), torch.from_numpy(face_points(0.0)).float()
+    history = step_module.new_history(model)
+    with torch.no_grad():
+        first = step_module.step(model, label, history, None, before)
+        history.push(label, first.fake_images, before)
+        step_module.step(model, label, history, None, now)
+    flows, weights = landmark_flows(now, before[None], (64, 64))
+    assert seen[0] is None and torch.equal(seen[1][0], flows) and torch.equal(seen[1][1], weights)

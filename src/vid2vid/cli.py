@@ -362,9 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "imaginaire's face test does (default), the reference's own landmarks moved as the "
                           "driver's move from the first frame (relative), or the driver's own")
     gen.add_argument("--reference-warp", choices=["landmarks", "network"],
-                     help="few-shot: warp the reference onto the driving frame by the landmarks (face) or body "
-                          "keypoints (pose), a thin-plate spline on the face or body with the flow network around "
-                          "it, or by the flow network alone; default: landmarks for face models, network for pose")
+                     help="warp the reference (few-shot) or the previous output (vid2vid face) onto the driving "
+                          "frame by the landmarks (face) or body keypoints (few-shot pose), a thin-plate spline on "
+                          "the face or body with the flow network around it, or by the flow network alone; "
+                          "default: landmarks for few-shot face models, else network")
     feedback = gen.add_mutually_exclusive_group()
     feedback.add_argument("--no-feedback", dest="feedback", action="store_false", default=None,
                           help="few-shot: make every frame from the references alone, not from the previous output "

@@ -64,7 +64,8 @@ def reference_sequence(candidates: list[Sequence], name: str) -> Sequence | None
 
 def render_sequence(model, cfg: DataConfig, root: Path, sequence: Sequence, k: int | None,
                     reference_root: Path | None, device: torch.device, amp_dtype=None,
-                    max_frames: int | None = None, tune: Callable | None = None) -> Rendered:
+                    max_frames: int | None = None, tune: Callable | None = None, landmark_warp: bool = False
+                    ) -> Rendered:
     """Render one driving sequence. Few-shot references are K frames of the matching sequence (see
     reference_sequence) in reference_root, or of the driving sequence itself; tune(model, references), when
     given, returns the model to render with (fine-tuned on those references)."""
@@ -82,7 +83,7 @@ def render_sequence(model, cfg: DataConfig, root: Path, sequence: Sequence, k: i
         if tune is not None:
             model = tune(model, refs.to(device))
     stream = VideoClips(root, cfg).stream(sequence, max_frames)
-    for result, item in generate_frames(model, stream, refs, device, amp_dtype):
+    for result, item in generate_frames(model, stream, refs, device, amp_dtype, landmark_warp=landmark_warp):
         rendered.results.append(result)
         rendered.truths.append(to_uint8(item["image"]))
         rendered.labels.append(label_to_uint8(item["label"]))
@@ -391,10 +392,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
              inception: str | Path | None = None, i3d: str | Path | None = None, pose_error: bool = True,
              overwrite: bool = False, device: str = "auto", progress: bool = True,
              finetune_steps: list[int] | None = None, finetune_lr: float | None = None,
-             finetune_adversarial: bool = False, seed: int = 0) -> dict:
+             finetune_adversarial: bool = False, seed: int = 0, landmark_warp: bool = False) -> dict:
     """Score a checkpoint on held-out sequences, for each K (few-shot) and each number of fine-tuning steps
     (finetune_steps, e.g. [0, 100]: with and without, one report; a model is tuned per sequence on its
-    references)."""
+    references). landmark_warp: warp the reference (few-shot) or the previous output (vid2vid) onto each face or
+    person by its landmarks (generate --reference-warp landmarks)."""
     out, data = Path(out), Path(data)
     refuse_overlap([("report folder", out)], [("data", data), ("references", references), ("checkpoint", checkpoint),
                                               ("Inception weights", inception), ("I3D", i3d)])
@@ -477,7 +479,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, ks: list
                 scorer = Scorer(inception_net, i3d_net, detector, torch_device)
                 for sequence in chosen:
                     rendered = render_sequence(model, cfg, data, sequence, k, reference_root, torch_device, amp,
-                                               max_frames, tuner(key, steps))
+                                               max_frames, tuner(key, steps), landmark_warp)
                     scorer.add(rendered, cfg.size[0])
                     if run_index == 0:  # the ground truth's own statistics, once
                         truth_warp.append(metrics.warping_error(rendered.truths, rendered.truths))

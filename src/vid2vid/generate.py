@@ -228,7 +228,7 @@ def generate_frames(model, frames: Iterator[dict], refs: References | None, devi
             out = step(model, label, history, refs, landmarks)
         image = out.fake_images.float()
         if feed_back:
-            history.push(label, image)
+            history.push(label, image, landmarks)
         yield to_uint8(image[0]), item
 
 
@@ -293,7 +293,7 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     reference_warp (few-shot models): "landmarks" warps the reference onto the driving face by the landmarks, or
     onto the driving person by the body keypoints (a thin-plate spline on the face or body; the flow network's
     flow around it), "network" by the flow network alone; None: the model's default (step.reference_warp_for:
-    landmarks for face models).
+    landmarks for face models); for a vid2vid face model "landmarks" warps the previous output so.
     """
     output, driving = Path(output), Path(driving)
     check_output_video(output, overwrite)
@@ -328,8 +328,8 @@ def generate(checkpoint: str | Path, driving: str | Path, output: str | Path, re
     feedback = feeds_back(model, cfg.task) if feedback is None else feedback
     if reference_warp not in (None, *REFERENCE_WARPS):
         raise ValueError(f"reference_warp must be one of {', '.join(REFERENCE_WARPS)}, got {reference_warp!r}")
-    if reference_warp == "landmarks" and not (is_few_shot(model) and cfg.task in ("face", "pose")):
-        raise ValueError("--reference-warp landmarks is for few-shot face and pose models")
+    if reference_warp == "landmarks" and not (cfg.task == "face" or (is_few_shot(model) and cfg.task == "pose")):
+        raise ValueError("--reference-warp landmarks is for face models and few-shot pose models")
     reference_warp = reference_warp or reference_warp_for(model, cfg.task)
 
     with ExitStack() as stack:

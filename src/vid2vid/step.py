@@ -43,12 +43,14 @@ class History:
     size: int
     labels: list[torch.Tensor] = field(default_factory=list)  # each (B, C, H, W)
     images: list[torch.Tensor] = field(default_factory=list)  # each (B, 3, H, W)
+    landmarks: list[torch.Tensor | None] = field(default_factory=list)  # each (68, 2) or None: the face's
 
-    def push(self, label: torch.Tensor, image: torch.Tensor) -> None:
+    def push(self, label: torch.Tensor, image: torch.Tensor, landmarks: torch.Tensor | None = None) -> None:
         if self.size == 0:  # a per-frame model (num_prev_frames 0) keeps nothing
             return
         self.labels = (self.labels + [label])[-self.size:]
         self.images = (self.images + [image])[-self.size:]
+        self.landmarks = (self.landmarks + [landmarks])[-self.size:]
 
 
 def unwrap(generator: torch.nn.Module) -> torch.nn.Module:
@@ -100,7 +102,8 @@ def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs
          landmarks: torch.Tensor | None = None) -> FrameOutput | Vid2VidOutput:
     """One frame. landmarks (68, 2), the driving face's in output pixels, with face references that carry theirs:
     the reference is warped onto the face by the landmarks (teacher_flow.landmark_flows), the flow network only
-    around it."""
+    around it; (67, 3) a driving person's keypoints, likewise with pose references. For a vid2vid model, with the
+    previous frame's landmarks in the history, the previous output is warped so."""
     prev_labels = torch.stack(history.labels, dim=1) if history.labels else None
     prev_images = torch.stack(history.images, dim=1) if history.images else None
     if is_few_shot(generator):
@@ -117,4 +120,10 @@ def step(generator: torch.nn.Module, label: torch.Tensor, history: History, refs
                 flows, weights = keypoint_flows(landmarks, refs.keypoints[0], size)
             ref_flow = (flows[None].to(label.device), weights[None].to(label.device))
         return generator(label, refs.labels, refs.images, prev_labels, prev_images, ref_flow=ref_flow)
-    return generator(label, prev_labels, prev_images)
+    prev_flow = None
+    if landmarks is not None and history.landmarks and history.landmarks[-1] is not None and prev_images is not None:
+        from vid2vid.data.teacher_flow import landmark_flows
+
+        flows, weights = landmark_flows(landmarks, history.landmarks[-1][None], tuple(label.shape[-2:]))
+        prev_flow = (flows.to(label.device), weights.to(label.device))
+    return generator(label, prev_labels, prev_images, prev_flow=prev_flow)

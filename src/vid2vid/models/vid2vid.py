@@ -145,7 +145,11 @@ class Vid2VidGenerator(nn.Module):
         """Nothing is cached between frames; present so both generators stream the same way."""
 
     def forward(self, label: torch.Tensor, prev_labels: torch.Tensor | None = None,
-                prev_images: torch.Tensor | None = None) -> Vid2VidOutput:
+                prev_images: torch.Tensor | None = None,
+                prev_flow: tuple[torch.Tensor, torch.Tensor] | None = None) -> Vid2VidOutput:
+        """prev_flow (flow (B, 2, H, W), weight (B, 1, H, W) in [0, 1]), optional: a flow from this frame to the
+        previous one known otherwise (a face's landmarks), taken where its weight is 1 in place of the flow
+        network's: w * given + (1 - w) * predicted."""
         cfg = self.cfg
         self.check_inputs(label, prev_labels, prev_images)
         levels_now = self.label_embedding(label)
@@ -174,6 +178,9 @@ class Vid2VidGenerator(nn.Module):
         if prev_labels is not None and prev_labels.shape[1] == cfg.num_prev_frames:
             labels = torch.cat([prev_labels.flatten(1, 2), label], dim=1)  # oldest first, current last
             flow, mask = self.flow_network(labels, prev_images.flatten(1, 2))
+            if prev_flow is not None:
+                given, weight = (x.to(flow.dtype) for x in prev_flow)
+                flow = weight * given + (1 - weight) * flow
             warped = warp(prev_images[:, -1], flow)
             if cfg.temporal_combine == "spade":
                 warped_levels = self.prev_image_embedding(torch.cat([warped, mask], dim=1))
