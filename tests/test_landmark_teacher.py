@@ -236,3 +236,28 @@ def test_a_vid2vid_face_model_warps_its_previous_output_by_the_two_frames_landma
         step_module.step(model, label, history, None, now)
     flows, weights = landmark_flows(now, before[None], (64, 64))
     assert seen[0] is None and torch.equal(seen[1][0], flows) and torch.equal(seen[1][1], weights)
+
+
+def test_the_landmark_warp_runs_under_bf16_autocast_as_cuda_renders():
+    """CPU stand-in for CUDA's default few-shot precision (bf16 autocast): the given flow is cast to the
+    network's flow dtype; frames come out finite and near fp32's."""
+    from vid2vid.generate import generate_frames
+    from vid2vid.models.fs_vid2vid import FewShotConfig, FewShotGenerator
+    from vid2vid.step import References
+
+    from .conftest import TINY_GENERATOR
+
+    torch.manual_seed(0)
+    model = FewShotGenerator(FewShotConfig(**{**TINY_GENERATOR, "label_channels": 1, "pose_type": None})).eval()
+    points = torch.from_numpy(face_points()).float()
+    refs = References(torch.rand(1, 1, 1, 64, 64), torch.rand(1, 1, 3, 64, 64) * 2 - 1, None,
+                      (points + 1.5)[None, None])
+    items = [{"label": torch.rand(1, 64, 64), "landmarks": points + i} for i in range(2)]
+    cpu = torch.device("cpu")
+    full = [r for r, _ in generate_frames(model, iter(items), refs, cpu, feed_back=False, landmark_warp=True)]
+    half = [r for r, _ in generate_frames(model, iter(items), refs, cpu, torch.bfloat16, feed_back=False,
+                                          landmark_warp=True)]
+    plain = [r for r, _ in generate_frames(model, iter(items), refs, cpu, feed_back=False)]
+    assert not np.array_equal(full[0], plain[0])  # the warp changed the frame
+    for a, b in zip(full, half, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 8
