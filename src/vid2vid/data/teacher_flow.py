@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from vid2vid.data import DataError
+from vid2vid.data import DataError, render
 from vid2vid.files import atomic_write_bytes
 
 
@@ -105,9 +105,7 @@ def landmark_flow(target: np.ndarray, reference: np.ndarray, size: tuple[int, in
     h, w = size
     target = with_forehead(np.asarray(target, np.float64))
     reference = with_forehead(np.asarray(reference, np.float64))
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    flow = thin_plate_spline(target, reference - target, grid).reshape(h, w, 2).astype(np.float32)
+    flow = thin_plate_spline(target, reference - target, pixel_points(size)).reshape(h, w, 2).astype(np.float32)
     shift = 4  # sub-pixel vertices for OpenCV's polygon fills
     face, mouth = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(face, cv2.convexHull(np.round(target * 2 ** shift).astype(np.int32)), 1, shift=shift)
@@ -115,7 +113,20 @@ def landmark_flow(target: np.ndarray, reference: np.ndarray, size: tuple[int, in
     return flow, face > 0, ((face > 0) & (mouth == 0)).astype(np.float32)
 
 
+def pixel_points(size: tuple[int, int]) -> np.ndarray:
+    """(H * W, 2) the (x, y) of every pixel of an (H, W) frame, row by row."""
+    xs, ys = np.meshgrid(np.arange(size[1], dtype=np.float64), np.arange(size[0], dtype=np.float64))
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
 FACE_EDGE_SOFTNESS = 5  # px: the landmark warp's weight ramps from the network's flow to its own over this width
+
+
+def soft_weight(region: np.ndarray) -> torch.Tensor:
+    """(1, H, W) weight of a warp given on region (H, W) bool: 1 inside, 0 outside, ramping down over
+    FACE_EDGE_SOFTNESS pixels inside its edge so that it meets the flow network's flow without a seam."""
+    weight = cv2.blur(region.astype(np.float32), (FACE_EDGE_SOFTNESS, FACE_EDGE_SOFTNESS)) * region
+    return torch.from_numpy(np.ascontiguousarray(weight))[None]
 
 
 def landmark_flows(target: torch.Tensor, references: torch.Tensor, size: tuple[int, int]
@@ -127,9 +138,8 @@ def landmark_flows(target: torch.Tensor, references: torch.Tensor, size: tuple[i
     flows, weights = [], []
     for points in references:
         flow, on_face, _ = landmark_flow(target.numpy(), points.numpy(), size)
-        weight = cv2.blur(on_face.astype(np.float32), (FACE_EDGE_SOFTNESS, FACE_EDGE_SOFTNESS)) * on_face
         flows.append(torch.from_numpy(flow).permute(2, 0, 1))
-        weights.append(torch.from_numpy(np.ascontiguousarray(weight))[None])
+        weights.append(soft_weight(on_face))
     return torch.stack(flows), torch.stack(weights)
 
 
@@ -141,8 +151,6 @@ LIMB_WIDTH = 0.12  # of the person's height: how wide the body is drawn around i
 def body_region(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W) bool: where a person of BODY_25 keypoints (25, 3) in output pixels stands: the torso's polygon, the
     limbs as thick lines, a disc for the head."""
-    from vid2vid.data import render
-
     h, w = size
     seen = points[:, 2] > 0
     region = np.zeros((h, w), np.uint8)
@@ -168,9 +176,8 @@ def keypoint_flows(target: torch.Tensor, references: torch.Tensor, size: tuple[i
     weights (K, 1, H, W): a thin-plate spline through the body points seen in both, weighted 1 on the driving
     person's body (body_region), 0 off it, softened at its edge; 0 everywhere with fewer than 4 points in common."""
     h, w = size
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)), -1).reshape(-1, 2)
     driving = target.numpy().astype(np.float64)[:BODY_POINTS]
-    on_body = body_region(driving, size)
+    on_body = soft_weight(body_region(driving, size))  # the same for every reference
     flows, weights = [], []
     for points in references.numpy().astype(np.float64):
         common = (driving[:, 2] > 0) & (points[:BODY_POINTS, 2] > 0)
@@ -179,10 +186,9 @@ def keypoint_flows(target: torch.Tensor, references: torch.Tensor, size: tuple[i
             weights.append(torch.zeros(1, h, w))
             continue
         moved = points[:BODY_POINTS][common, :2] - driving[common, :2]
-        flow = thin_plate_spline(driving[common, :2], moved, grid).reshape(h, w, 2).astype(np.float32)
-        weight = cv2.blur(on_body.astype(np.float32), (FACE_EDGE_SOFTNESS, FACE_EDGE_SOFTNESS)) * on_body
+        flow = thin_plate_spline(driving[common, :2], moved, pixel_points(size)).reshape(h, w, 2).astype(np.float32)
         flows.append(torch.from_numpy(flow).permute(2, 0, 1))
-        weights.append(torch.from_numpy(np.ascontiguousarray(weight))[None])
+        weights.append(on_body)
     return torch.stack(flows), torch.stack(weights)
 
 
